@@ -1,0 +1,297 @@
+"""Typed run configuration: frozen dataclasses, TOML files, ``--section.key=value`` overrides.
+
+``load_config(path, overrides)`` returns a validated :class:`RunConfig`; any bad key or value is a
+:class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from reslab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "sample"  # "sample" (embedded), "cifar10", "cifar100", "folder"
+    path: str = ""  # dataset folder or archive; for "folder" a class-per-folder tree or .tar/.tar.gz of one
+    download: bool = False  # cifar10/cifar100: fetch from the official address into ``path`` if missing
+    val_size: int = 5000  # images held out of the training set (stratified); 0 = no validation split
+    split_seed: int = 0  # seed of the held-out split (fixed across runs so runs are comparable)
+    test_split: bool = False  # cifar10/cifar100: validate on the official test set instead of a hold-out
+    limit: int = 0  # use only this many training images (stratified), 0 = all
+    augment: bool = True  # 4-pixel pad + random crop + horizontal flip (He et al. 2016)
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    cache_dir: str = ""  # decoded-image cache; "" = $RESLAB_CACHE or ~/.cache/reslab
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet20"
+    options: dict[str, Any] = field(default_factory=dict)  # builder options: shortcut, survival_prob ...
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "momentum"  # sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    alpha: float = 0.99  # RMSProp decay rate (rho)
+    decay_norm_and_bias: bool = False  # apply weight decay to BN parameters and biases too
+    impl: str = "reslab"  # "reslab" (the lecture's update rules) or "torch" (torch.optim, as a reference)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "multistep"  # constant, step, multistep, exponential, cosine, onecycle, plateau
+    milestones: tuple[int, ...] = (32000, 48000)  # iterations (multistep)
+    gamma: float = 0.1
+    step_size: int = 0  # iterations (step)
+    min_lr: float = 0.0  # floor of cosine / one-cycle
+    warmup_steps: int = 0  # linear warm-up from warmup_lr to lr over this many iterations
+    warmup_lr: float = 0.0
+    warmup_until_error: float = 0.0  # He et al. ResNet-110: hold warmup_lr until training error < this
+    pct_start: float = 0.25  # one-cycle: fraction of the run spent rising
+    patience: int = 5  # plateau: evaluations without improvement before the rate drops
+    factor: float = 0.1  # plateau: multiplicative drop
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 0  # iterations; 0 = use epochs
+    epochs: int = 0
+    eval_every: int = 0  # iterations between evaluations; 0 = once per epoch
+    log_every: int = 50  # iterations between train-metric log lines
+    checkpoint_every: int = 0  # iterations between checkpoints; 0 = at every evaluation
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: str = "auto"  # auto (bf16 on CPU/CUDA where supported), bf16, fp16, fp32
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip: float = 0.0  # max gradient norm, 0 = off
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # exponential moving average of the weights, evaluated instead; 0 = off
+    tta_flip: bool = False  # evaluate on the image and its mirror, average the logits
+    early_stopping_patience: int = 0  # evaluations; 0 = off
+    early_stopping_min_delta: float = 0.0
+    restore_best: bool = True  # with early stopping: end with the best weights
+    tensorboard: bool = True
+    record_gradients: bool = False  # log per-layer gradient norms at each evaluation
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+CHOICES = {
+    "data.dataset": ("sample", "cifar10", "cifar100", "folder"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"),
+    "optim.impl": ("reslab", "torch"),
+}
+POSITIVE = {"data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
+NON_NEGATIVE = {"data.val_size", "data.limit", "optim.weight_decay", "optim.momentum", "optim.eps",
+                "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
+                "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",
+                "train.early_stopping_patience", "train.early_stopping_min_delta"}
+UNIT_INTERVAL = {"train.label_smoothing", "train.ema_decay", "optim.alpha", "schedule.pct_start",
+                 "schedule.warmup_until_error", "schedule.gamma", "schedule.factor"}
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotated type ``tp``, converting where it is lossless."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                try:
+                    f = float(value)
+                    if f.is_integer():
+                        return int(f)
+                except ValueError:
+                    pass
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]()").split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            args = typing.get_args(tp)
+            item = args[0]
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_coerce(key, v.strip() if isinstance(v, str) else v, item) for v in value)
+            if len(value) == len(args):
+                return tuple(_coerce(key, v.strip() if isinstance(v, str) else v, a) for v, a in zip(value, args))
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', str(tp))}, got {value!r}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' in {where}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        key = prefix + name
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table of settings, got {value!r}")
+            kwargs[name] = _build(tp, value, key + ".")
+        else:
+            kwargs[name] = _coerce(key, value, tp)
+    return cls(**kwargs)
+
+
+def _validate(cfg: RunConfig) -> None:
+    for section in ("data", "model", "optim", "schedule", "train"):
+        sub = getattr(cfg, section)
+        for f in dataclasses.fields(sub):
+            key, value = f"{section}.{f.name}", getattr(sub, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value}")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            if key in POSITIVE and not value > 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+            if key in NON_NEGATIVE and value < 0:
+                raise ConfigError(f"{key} must not be negative, got {value}")
+            if key in UNIT_INTERVAL and not 0 <= value <= 1:
+                raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(f"name must be a plain folder name, got {cfg.name!r}")
+    if cfg.train.steps == 0 and cfg.train.epochs == 0:
+        raise ConfigError("set train.steps or train.epochs (both are 0)")
+    if cfg.train.steps and cfg.train.epochs:
+        raise ConfigError("set only one of train.steps and train.epochs")
+    if any(not 0 < b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas must lie in (0, 1), got {cfg.optim.betas}")
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {p} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` (a leading ``--`` is allowed); the value is read as TOML, else as a string."""
+    body = text[2:] if text.startswith("--") else text
+    if "=" not in body:
+        raise ConfigError(f"override {text!r} must look like --section.key=value")
+    key, raw = body.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    cfg = _build(RunConfig, data)
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), *,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML file (or start from ``base``, else the defaults, when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = copy.deepcopy(base) if base else {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return config_from_dict(data)
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A plain nested dict of a config, TOML- and JSON-ready (tuples become lists)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+    return clean(dataclasses.asdict(cfg))
+
+
+def dump_toml(cfg: RunConfig) -> str:
+    """Serialise a config as TOML (scalars first, then one table per section)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        raise TypeError(type(v))
+
+    d = as_dict(cfg)
+    lines = [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"

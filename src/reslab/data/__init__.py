@@ -1,0 +1,130 @@
+"""Datasets, augmentation and the batch loader; :func:`build_data` turns a ``DataConfig`` into loaders.
+
+Readers return an :class:`ArrayDataset`, the whole dataset as one uint8 tensor: CIFAR-10/100 in the
+official python format (:func:`load_cifar`), class-per-folder image trees or archives of them
+(:func:`load_image_folder`, decoded once and cached) and the embedded sample (:func:`load_sample`).
+:class:`BatchLoader` keeps it on the device and crops and flips whole batches with tensor ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import torch
+
+from reslab.data.arrays import ArrayDataset, mix_seed, stratified_split, stratified_subset
+from reslab.data.augment import normalize, per_channel_stats, random_crop_flip
+from reslab.data.cifar import CIFAR, download_cifar, load_cifar
+from reslab.data.folder import load_image_folder
+from reslab.data.loader import BatchLoader
+from reslab.data.sample import SAMPLE_ARCHIVE, load_sample
+from reslab.errors import DataError
+
+if TYPE_CHECKING:
+    from reslab.config import DataConfig
+
+__all__ = [
+    "ArrayDataset", "BatchLoader", "DataBundle", "SAMPLE_ARCHIVE", "build_data", "download_cifar", "load_cifar",
+    "load_image_folder", "load_sample", "normalize", "per_channel_stats", "random_crop_flip", "stratified_split",
+    "stratified_subset",
+]
+
+DATASETS = ("sample", "cifar10", "cifar100", "folder")
+
+
+@dataclass
+class DataBundle:
+    """What a run needs from its data: the loaders and the facts a model and a report need."""
+
+    train: BatchLoader
+    val: BatchLoader | None
+    num_classes: int
+    classes: list[str]
+    image_size: int  # image height (= width for every dataset here)
+    mean: tuple[float, ...]  # per channel, 0-1 scale, of the training part
+    std: tuple[float, ...]
+    description: str
+
+    @property
+    def stats(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}``: plain data for a checkpoint, accepted back by ``build_data(stats=)``."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+Stats = Mapping[str, Sequence[float]] | tuple[Sequence[float], Sequence[float]]
+
+
+def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu", channels_last: bool = True,
+               stats: Stats | None = None) -> DataBundle:
+    """Read ``cfg.dataset``, split off validation, limit, normalise, and wrap both parts in loaders.
+
+    Validation is the official test set with ``test_split``, else a stratified hold-out of
+    ``val_size`` training images drawn with ``split_seed`` (the same for every run seed). ``limit``
+    keeps a stratified subset of the training part. Mean and std come from the training part only,
+    unless ``stats`` gives them (``{"mean", "std"}`` or a pair; e.g. a checkpoint's, to evaluate it).
+    The training loader shuffles and augments (``cfg.augment``) with ``seed`` and drops the last
+    partial batch; the validation loader serves every image once, in order, unaugmented.
+    """
+    pool, test, source = _read(cfg)
+    if test is not None:
+        train, val, how = pool, test, "official test set"
+    elif cfg.val_size:
+        if cfg.val_size >= len(pool):
+            raise DataError(f"data.val_size = {cfg.val_size} leaves no training images: {source} has {len(pool):,}")
+        train_idx, val_idx = stratified_split(pool.labels, cfg.val_size, seed=cfg.split_seed)
+        train, val = pool.subset(train_idx), pool.subset(val_idx)
+        how = f"stratified hold-out, split_seed {cfg.split_seed}"
+    else:
+        train, val, how = pool, None, "no validation"
+    if cfg.limit and cfg.limit < len(train):
+        train = train.subset(stratified_subset(train.labels, cfg.limit, seed=mix_seed(cfg.split_seed, 1)))
+    if len(train) < cfg.batch_size:
+        raise DataError(f"{len(train):,} training images are fewer than one batch (data.batch_size = {cfg.batch_size})")
+
+    if stats is None:
+        mean, std = per_channel_stats(train.images)
+    else:
+        mean, std = _given_stats(stats, channels=train.images.shape[1])
+    train_loader = BatchLoader(train, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, mean=mean,
+                               std=std, seed=seed, drop_last=True, device=device, channels_last=channels_last)
+    val_loader = None if val is None else BatchLoader(
+        val, batch_size=cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std, seed=seed,
+        drop_last=False, device=device, channels_last=channels_last)
+    height, width = train.images.shape[-2:]
+    val_text = f"{len(val):,} val ({how})" if val is not None else "no validation"
+    description = (f"{source}: {len(train):,} train / {val_text}, {len(pool.classes)} classes, {height}x{width}, "
+                   f"augment {'pad 4 + crop + flip' if cfg.augment else 'off'}")
+    return DataBundle(train_loader, val_loader, len(pool.classes), list(pool.classes), int(height), mean, std,
+                      description)
+
+
+def _given_stats(stats: Stats, *, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = (stats["mean"], stats["std"]) if isinstance(stats, Mapping) else stats
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        raise DataError(f"normalisation statistics must give {channels} means and {channels} positive stds, "
+                        f"got mean {mean}, std {std}")
+    return mean, std
+
+
+def _read(cfg: DataConfig) -> tuple[ArrayDataset, ArrayDataset | None, str]:
+    """``(training pool, official test set or None, a name for messages)``."""
+    if cfg.dataset not in DATASETS:
+        raise DataError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
+    if cfg.test_split and cfg.dataset not in CIFAR:
+        raise DataError(f"data.test_split needs cifar10 or cifar100: {cfg.dataset} has no official test set")
+    cache_dir = cfg.cache_dir or None
+    if cfg.dataset == "sample":
+        return load_sample(cache_dir), None, "CIFAR-10 sample (embedded)"
+    if not cfg.path:
+        raise DataError(f"data.path must name the {cfg.dataset} folder or archive")
+    if cfg.dataset in CIFAR:
+        pool = load_cifar(cfg.path, name=cfg.dataset, train=True, download=cfg.download)
+        test = load_cifar(cfg.path, name=cfg.dataset, train=False) if cfg.test_split else None
+        return pool, test, f"{cfg.dataset} ({cfg.path})"
+    # "folder": decoded whole into memory, which suits CIFAR-sized folders. A streaming loader for
+    # folders too large for memory (ImageNet: per-batch decoding in worker processes, random-resized
+    # crops) would be chosen here and return a loader with BatchLoader's interface (len, iteration,
+    # epoch/position, state_dict) instead of an ArrayDataset.
+    return load_image_folder(cfg.path, cache_dir=cache_dir), None, f"image folder ({cfg.path})"

@@ -1,0 +1,230 @@
+"""A small callback surface for the trainer, and the callbacks reslab ships.
+
+Hooks: ``on_fit_start``, ``on_epoch_start``, ``on_batch_end``, ``on_evaluate``, ``on_epoch_end``,
+``on_fit_end``. A callback with state (early stopping, checkpoints) returns it from ``state_dict``
+and it travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from reslab.train.checkpoint import save_checkpoint
+from reslab.train.tensorboard import EventWriter
+
+if TYPE_CHECKING:
+    from reslab.train.trainer import Trainer
+
+
+class Callback:
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class MetricsLogger(Callback):
+    """Appends one JSON object per line to ``metrics.jsonl``: train rows every ``log_every`` steps
+    (``kind: "train"``) and a row at every evaluation (``kind: "eval"``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # On resume, drop rows written after the checkpoint the run restarts from.
+        if self.path.exists():
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= trainer.step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+
+    def _append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if "train_loss" in metrics:  # a logging step
+            self._append({"kind": "train", **metrics})
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._append({"kind": "eval", **metrics})
+
+
+class TensorBoardLogger(Callback):
+    """Scalars for TensorBoard (``tensorboard --logdir runs``)."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer: EventWriter | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.writer = EventWriter(self.log_dir)
+
+    def _scalars(self, step: int, metrics: dict[str, float], keys: tuple[str, ...]) -> None:
+        assert self.writer is not None
+        self.writer.add_scalars(step, {k.replace("_", "/", 1): v for k, v in metrics.items()
+                                       if k in keys and isinstance(v, (int, float)) and math.isfinite(v)})
+
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if "train_loss" in metrics:
+            self._scalars(trainer.step, metrics, ("train_loss", "train_error", "lr", "images_per_sec"))
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._scalars(trainer.step, metrics, ("val_loss", "val_error"))
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` evaluations;
+    optionally end with the best weights."""
+
+    def __init__(self, *, patience: int, min_delta: float = 0.0, monitor: str = "val_loss",
+                 restore_best: bool = True) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.monitor = monitor
+        self.restore_best = restore_best
+        self.best = math.inf
+        self.best_step = -1
+        self.bad_evals = 0
+        self.best_weights: dict[str, Any] | None = None
+        self.stopped_step: int | None = None
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.monitor)
+        if value is None:
+            return
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, trainer.step, 0
+            if self.restore_best:
+                self.best_weights = copy.deepcopy(trainer.eval_model_state())
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.patience:
+                self.stopped_step = trainer.step
+                trainer.request_stop(f"early stopping: no {self.monitor} improvement in {self.patience} evaluations")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.restore_best and self.best_weights is not None and self.stopped_step is not None:
+            trainer.load_eval_model_state(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "best_weights": self.best_weights, "stopped_step": self.stopped_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.bad_evals, self.best_weights = state["bad_evals"], state["best_weights"]
+        self.stopped_step = state["stopped_step"]
+
+
+class Checkpointer(Callback):
+    """Writes ``last.pt`` (everything needed to resume) at every evaluation or every ``every`` steps,
+    and ``best.pt`` (weights and metrics) when validation error improves. Both atomically."""
+
+    def __init__(self, directory: str | Path, *, every: int = 0, extra: dict[str, Any] | None = None) -> None:
+        self.directory = Path(directory)
+        self.every = every
+        self.extra = extra or {}
+        self.best_error = math.inf
+
+    @property
+    def last(self) -> Path:
+        return self.directory / "last.pt"
+
+    def save(self, trainer: Trainer) -> None:
+        save_checkpoint(self.last, {**trainer.state_dict(), **self.extra})
+
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.every and trainer.step % self.every == 0:
+            self.save(trainer)
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        err = metrics.get("val_error")
+        if err is not None and err < self.best_error:
+            self.best_error = err
+            save_checkpoint(self.directory / "best.pt",
+                            {"model": trainer.eval_model_state(), "metrics": metrics, **self.extra})
+        if not self.every:
+            self.save(trainer)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.save(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_error": self.best_error}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_error = state["best_error"]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class ProgressBar(Callback):
+    """One refreshing status line on a terminal, and one line per evaluation."""
+
+    def __init__(self, stream: TextIO, *, total_steps: int, interval: float = 1.0) -> None:
+        self.stream = stream
+        self.total = total_steps
+        self.interval = interval
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._last = 0.0
+        self._start_step = 0
+        self._start_time = 0.0
+        self.latest: dict[str, float] = {}
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._start_step, self._start_time = trainer.step, time.perf_counter()
+
+    def _eta(self, step: int) -> str:
+        done = step - self._start_step
+        if done <= 0:
+            return "?"
+        rate = (time.perf_counter() - self._start_time) / done
+        return _duration(rate * (self.total - step))
+
+    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.latest.update(metrics)
+        now = time.perf_counter()
+        if not self.tty or now - self._last < self.interval:
+            return
+        self._last = now
+        m = self.latest
+        line = (f"step {trainer.step}/{self.total} ({100 * trainer.step / self.total:.0f}%) epoch {trainer.epoch} "
+                f"loss {m.get('train_loss', math.nan):.3f} err {100 * m.get('train_error', math.nan):.1f}% "
+                f"lr {m.get('lr', math.nan):.4g} {m.get('images_per_sec', 0):.0f} img/s ETA {self._eta(trainer.step)}")
+        self.stream.write("\r" + line[:120].ljust(120))
+        self.stream.flush()
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 120 + "\r")
+        parts = [f"step {trainer.step:>6}/{self.total}", f"epoch {metrics.get('epoch', trainer.epoch):>3}"]
+        if "train_error" in metrics:
+            parts.append(f"train loss {metrics['train_loss']:.3f} err {100 * metrics['train_error']:5.2f}%")
+        if "val_error" in metrics:
+            parts.append(f"val loss {metrics['val_loss']:.3f} err {100 * metrics['val_error']:5.2f}%")
+        parts.append(f"{metrics.get('images_per_sec', 0):.0f} img/s")
+        parts.append(f"ETA {self._eta(trainer.step)}")
+        self.stream.write("  ".join(parts) + "\n")
+        self.stream.flush()

@@ -1,0 +1,72 @@
+"""Checkpoints: written atomically, loaded without executing code.
+
+A checkpoint is a dict of tensors and plain Python values saved with ``torch.save`` and read with
+``torch.load(weights_only=True)``, so a file from elsewhere can never run code. Writing goes to a
+temporary file in the same folder, is fsynced, then renamed over the target: a crash leaves either the
+old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reslab.errors import CheckpointError
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a reslab checkpoint (no model state)")
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], *, source: str, model_name: str | None = None) -> None:
+    """Load weights strictly; a checkpoint of another architecture is a one-line error."""
+    saved_name = state.get("model_name")
+    if model_name is not None and saved_name is not None and saved_name != model_name:
+        raise CheckpointError(f"{source} holds a {saved_name} model, not {model_name}")
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise CheckpointError(f"{source} does not fit this model ({detail[:200]})") from None

@@ -1,0 +1,317 @@
+"""The training loop: ``Trainer.fit`` and ``Trainer.evaluate`` for any classification ``nn.Module``.
+
+The trainer knows nothing of particular models. A model whose training output has ``logits``,
+``aux_logits`` and ``aux_weight`` (GoogLeNet) gets the auxiliary losses added with that weight.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from reslab.errors import ReslabError
+from reslab.train.callbacks import Callback
+from reslab.train.device import autocast
+
+
+class TrainingDiverged(ReslabError):
+    """The loss became NaN or infinite."""
+
+
+def classification_loss(output: Any, target: Tensor, *, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Cross-entropy of the main logits, plus ``aux_weight`` x the auxiliary heads' losses. Returns (loss, logits)."""
+    logits = output.logits if hasattr(output, "aux_logits") else output
+    loss = nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+    if hasattr(output, "aux_logits"):
+        for aux in output.aux_logits:
+            loss = loss + output.aux_weight * nn.functional.cross_entropy(aux.float(), target,
+                                                                          label_smoothing=label_smoothing)
+    return loss, logits
+
+
+class ModelEMA:
+    """Exponential moving average of the weights (BN statistics copied), evaluated in their place."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema = [p for p in self.model.parameters()]
+        cur = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema, cur, 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator a training step may draw from, in types that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Owns the step counter; evaluates, logs and checkpoints through callbacks.
+
+    Args:
+        model: any classifier ``nn.Module`` (already on ``device``).
+        optimizer: a ``torch.optim.Optimizer``; ``group["lr"]`` is written every step.
+        lr_controller: ``lr(step)``, ``observe_train_error``, ``observe_val_loss``, ``state_dict``.
+        device, precision: from :mod:`reslab.train.device` (``fp32``, ``bf16``, ``fp16``).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, lr_controller, *,
+                 device: torch.device, precision: str = "fp32", channels_last: bool = False,
+                 compile: bool = False, grad_clip: float = 0.0, label_smoothing: float = 0.0,
+                 ema_decay: float = 0.0, tta_flip: bool = False, log_every: int = 50,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_controller = lr_controller
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+        self.grad_clip = grad_clip
+        self.label_smoothing = label_smoothing
+        self.tta_flip = tta_flip
+        self.log_every = log_every
+        self.callbacks = list(callbacks)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.train_model = torch.compile(model) if compile else model
+        self.ema = ModelEMA(model, ema_decay) if ema_decay > 0 else None
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self.step = 0
+        self.epoch = 0
+        self.elapsed = 0.0  # seconds spent in fit, summed over resumed sessions
+        self.train_loader = None
+        self._stop_reason: str | None = None
+        self._window = self._new_window()
+
+    # -- state ---------------------------------------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.model
+
+    def eval_model_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.eval_model().state_dict().items()}
+
+    def load_eval_model_state(self, state: dict[str, Tensor]) -> None:
+        self.eval_model().load_state_dict(state)
+        if self.ema is not None:  # end with the restored weights in the model itself as well
+            self.model.load_state_dict(state)
+
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_controller": self.lr_controller.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "rng": rng_state(),
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.model.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if self.train_loader is not None:
+            state["train_loader"] = self.train_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], *, train_loader=None) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_controller.load_state_dict(state["lr_controller"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(cb_state)
+        if self.ema is not None and "ema" in state:
+            self.ema.model.load_state_dict(state["ema"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if train_loader is not None and "train_loader" in state:
+            train_loader.load_state_dict(state["train_loader"])
+        set_rng_state(state["rng"])
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def _emit(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def _new_window(self) -> dict[str, float]:
+        return {"loss": 0.0, "errors": 0.0, "seen": 0, "batches": 0, "time": 0.0}
+
+    def _set_lr(self) -> float:
+        lr = self.lr_controller.lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self, x: Tensor, y: Tensor) -> tuple[float, int]:
+        """One optimisation step; returns (loss, number of misclassified images)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            output = self.train_model(x)
+        loss, logits = classification_loss(output, y, label_smoothing=self.label_smoothing)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss became {loss_value} at step {self.step + 1}")
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        errors = int((logits.argmax(1) != y).sum())
+        return loss_value, errors
+
+    def fit(self, train_loader, val_loader=None, *, total_steps: int, eval_every: int = 0) -> dict[str, float]:
+        """Train until ``total_steps`` iterations (counting those of a resumed run) or a stop request.
+
+        Evaluates every ``eval_every`` steps, or at the end of each epoch when 0, and at the end.
+        Returns the last evaluation's metrics.
+        """
+        self.train_loader = train_loader
+        self._stop_reason = None
+        fit_start, elapsed_before = time.perf_counter(), self.elapsed
+        self._window = self._new_window()
+        last_eval: dict[str, float] = {}
+        self._emit("on_fit_start")
+        while self.step < total_steps and self._stop_reason is None:
+            if train_loader.position == 0:
+                self._emit("on_epoch_start")
+            self.model.train()
+            t0 = time.perf_counter()
+            for x, y in train_loader:
+                self.epoch = train_loader.epoch
+                lr = self._set_lr()
+                loss, errors = self.train_step(x, y)
+                self.step += 1
+                w = self._window
+                w["loss"] += loss * len(y)
+                w["errors"] += errors
+                w["seen"] += len(y)
+                w["batches"] += 1
+                metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(), "lr": lr}
+                if self.step % self.log_every == 0:
+                    now = time.perf_counter()
+                    w["time"] += now - t0
+                    t0 = now
+                    metrics.update(self._window_metrics())
+                    self.lr_controller.observe_train_error(metrics["train_error"])
+                self._emit("on_batch_end", metrics)
+                due = eval_every and self.step % eval_every == 0
+                if due or self.step >= total_steps or self._stop_reason is not None:
+                    self._window["time"] += time.perf_counter() - t0
+                    self.elapsed = elapsed_before + time.perf_counter() - fit_start
+                    last_eval = self._evaluate_and_report(val_loader)
+                    t0 = time.perf_counter()
+                if self.step >= total_steps or self._stop_reason is not None:
+                    break
+            else:  # the epoch ran to its end
+                self._window["time"] += time.perf_counter() - t0
+                self.epoch = train_loader.epoch
+                self.elapsed = elapsed_before + time.perf_counter() - fit_start
+                if not eval_every and self.step < total_steps:
+                    last_eval = self._evaluate_and_report(val_loader)
+                self._emit("on_epoch_end")
+        self.elapsed = elapsed_before + time.perf_counter() - fit_start
+        self._emit("on_fit_end")
+        return last_eval
+
+    def _fractional_epoch(self) -> float:
+        loader = self.train_loader
+        if loader is None or not len(loader):
+            return float(self.epoch)
+        return round(loader.epoch + loader.position / len(loader), 4)
+
+    def _window_metrics(self) -> dict[str, float]:
+        w = self._window
+        if not w["seen"]:
+            return {}
+        out = {"train_loss": w["loss"] / w["seen"], "train_error": w["errors"] / w["seen"],
+               "images_per_sec": w["seen"] / w["time"] if w["time"] > 0 else 0.0}
+        return out
+
+    def _evaluate_and_report(self, val_loader) -> dict[str, float]:
+        metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(),
+                                     "lr": self.lr_controller.lr(self.step)}
+        metrics.update(self._window_metrics())
+        metrics["elapsed_s"] = round(self.elapsed, 2)
+        self._window = self._new_window()
+        if val_loader is not None:
+            result = self.evaluate(val_loader)
+            metrics.update(val_loss=result["loss"], val_error=result["error"])
+            self.lr_controller.observe_val_loss(result["loss"])
+        self._emit("on_evaluate", metrics)
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable, *, num_classes: int | None = None) -> dict[str, Any]:
+        """Mean cross-entropy (no label smoothing), error, and per-class counts of the evaluated model."""
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        total_loss, errors, seen = 0.0, 0, 0
+        confusion = None
+        for x, y in loader:
+            with autocast(self.device, self.precision):
+                logits = model(x)
+                if self.tta_flip:
+                    logits = (logits.float() + model(x.flip(3)).float()) / 2
+            logits = logits.float()
+            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            pred = logits.argmax(1)
+            errors += int((pred != y).sum())
+            seen += len(y)
+            if num_classes is not None:
+                idx = y * num_classes + pred
+                counts = torch.bincount(idx.cpu(), minlength=num_classes * num_classes)
+                confusion = counts if confusion is None else confusion + counts
+        model.train(was_training)
+        out: dict[str, Any] = {"loss": total_loss / max(1, seen), "error": errors / max(1, seen), "images": seen}
+        if confusion is not None:
+            out["confusion"] = confusion.view(num_classes, num_classes)
+        return out

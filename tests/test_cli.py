@@ -1,0 +1,120 @@
+"""The command line as a user meets it: tables, runs, resume, and one-line errors with exit code 2."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from reslab.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A 4-class image folder of 24 8x8 PNGs per class, classes told apart by colour."""
+    root = tmp_path / "imgs"
+    g = torch.Generator().manual_seed(0)
+    for c, name in enumerate(["ant", "bee", "cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(24):
+            base = torch.zeros(8, 8, 3, dtype=torch.uint8)
+            base[..., c % 3] = 150 + 50 * (c // 3)
+            noise = torch.randint(0, 60, (8, 8, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray((base + noise).numpy()).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def train_args(tmp_path, image_folder, *extra):
+    return ["train", "--name", "t", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}",
+            "--data.dataset=folder", f"--data.path={json.dumps(str(image_folder))}", "--data.val_size=16",
+            "--data.batch_size=16", "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")),
+            "--model.name=resnet20", "--train.precision=fp32", "--train.log_every=2", "--quiet", *extra]
+
+
+def test_models_prints_the_table(capsys):
+    assert main(["models", "resnet2"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "269,722" in out and "= published" in out
+
+
+def test_train_writes_a_run_folder_then_refuses_to_overwrite_and_resumes(tmp_path, image_folder, capsys):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=10", "--train.eval_every=5")) == 0
+    run = tmp_path / "runs" / "t"
+    assert {p.name for p in run.iterdir()} >= {"config.toml", "metrics.jsonl", "summary.json", "checkpoints", "tb"}
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["model"] == "resnet20"
+    assert "validation error" in capsys.readouterr().out
+
+    assert main(train_args(tmp_path, image_folder, "--train.steps=10")) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+
+    # extend the finished run: resume with more steps
+    assert main(["train", "--resume", str(run), "--train.steps=14", "--quiet"]) == 0
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 14
+    steps = [r["step"] for r in rows if r["kind"] == "train"]
+    assert steps == sorted(set(steps))  # no duplicated rows after resuming
+
+
+def test_eval_reports_per_class_and_confusion(tmp_path, image_folder, capsys):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=6")) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "runs" / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "per-class accuracy" in out and "confusion matrix" in out and "bee" in out
+    report = json.loads((tmp_path / "runs" / "t" / "eval" / "folder.json").read_text())
+    assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == report["images"] == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "missing.toml"], "config file not found"),
+    (["train", "--resume", "nowhere"], "not a run folder"),
+    (["eval", "nowhere.pt"], "checkpoint not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--model.name=resnet21", "unknown model 'resnet21'"),
+    ("--optim.name=adamax", "unknown optimizer 'adamax'"),
+    ("--optim.lr=-1", "optim.lr must be positive"),
+    ("--data.batch_size=0", "data.batch_size must be positive"),
+    ("--train.bogus=1", "unknown config key 'train.bogus'"),
+])
+def test_bad_config_values(tmp_path, image_folder, override, message, capsys):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=2", override)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_missing_dataset_and_empty_class(tmp_path, image_folder, capsys):
+    args = train_args(tmp_path, image_folder, "--train.steps=2", "--data.path=" + json.dumps(str(tmp_path / "no")))
+    assert main(args) == 2
+    assert "no" in capsys.readouterr().err
+    (image_folder / "eel").mkdir()
+    assert main(train_args(tmp_path, image_folder, "--train.steps=2", "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert "eel" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path, image_folder, capsys):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=4")) == 0
+    run = tmp_path / "runs" / "t"
+    cfg = (run / "config.toml").read_text().replace('name = "resnet20"', 'name = "resnet32"')
+    (run / "config.toml").write_text(cfg)
+    assert main(["train", "--resume", str(run), "--train.steps=8", "--quiet"]) == 2
+    assert "holds a resnet20 model, not resnet32" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_folder, capsys):
+    args = train_args(tmp_path, image_folder, "--train.steps=40", "--train.checkpoint_every=2",
+                      "--optim.lr=1e6", "--optim.name=sgd", "--train.log_every=1")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "loss became" in err and "at step" in err and "last good checkpoint" in err
+    assert len(err.splitlines()) == 1

@@ -1,0 +1,212 @@
+"""The training loop on a tiny model: it learns, resumes bit for bit, stops cleanly on NaN."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reslab.data.arrays import ArrayDataset
+from reslab.data.loader import BatchLoader
+from reslab.errors import CheckpointError
+from reslab.models.googlenet import AuxOutputs
+from reslab.models.resnet import BasicBlock, ResNet
+from reslab.schedules import LRController, multistep
+from reslab.train import (Callback, Checkpointer, EarlyStopping, MetricsLogger, TensorBoardLogger, Trainer,
+                          TrainingDiverged, classification_loss, load_checkpoint, save_checkpoint)
+from reslab.train.checkpoint import load_model_state
+from reslab.train.tensorboard import read_scalars
+from functools import partial
+
+
+def make_dataset(n=96, size=8, seed=0):
+    """Two classes told apart by brightness of the left half: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    images = torch.randint(0, 120, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    images[labels == 1, :, :, : size // 2] += 120
+    return ArrayDataset(images, labels.long(), ["dark", "bright"])
+
+
+def make_loader(ds, *, seed=0, augment=True, shuffle=True, batch_size=16):
+    return BatchLoader(ds, batch_size=batch_size, shuffle=shuffle, augment=augment, mean=(0.5, 0.5, 0.5),
+                       std=(0.25, 0.25, 0.25), seed=seed, drop_last=shuffle, channels_last=False)
+
+
+def make_trainer(callbacks=(), *, lr=0.05, survival_prob=0.7, seed=0, **kw):
+    torch.manual_seed(seed)
+    model = ResNet(BasicBlock, [1, 1, 1], (4, 8, 8), num_classes=2, survival_prob=survival_prob)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    ctl = LRController(partial(multistep, base_lr=lr, milestones=(9,)))
+    return Trainer(model, opt, ctl, device=torch.device("cpu"), precision="fp32", log_every=2,
+                   callbacks=list(callbacks), **kw)
+
+
+def test_loop_learns_a_tiny_problem():
+    ds = make_dataset()
+    trainer = make_trainer(survival_prob=1.0, lr=0.1)
+    before = trainer.evaluate(make_loader(ds, shuffle=False, augment=False))
+    metrics = trainer.fit(make_loader(ds, augment=False), make_loader(ds, shuffle=False, augment=False), total_steps=40)
+    assert metrics["val_error"] < 0.1 < before["error"] + 0.2
+    assert metrics["val_loss"] < before["loss"]
+    assert trainer.step == 40
+
+
+class Kill(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_batch_end(self, trainer, metrics):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_kill_and_resume_is_bit_exact_in_fp32(tmp_path):
+    """Momentum, stochastic depth (global RNG), augmentation and a mid-epoch checkpoint all resume exactly."""
+    ds = make_dataset()
+    total = 17  # 6 batches an epoch: the checkpoint at step 8 lies mid-epoch
+
+    reference = make_trainer([Checkpointer(tmp_path / "a", every=4)])
+    reference.fit(make_loader(ds), None, total_steps=total)
+
+    killed = make_trainer([Checkpointer(tmp_path / "b", every=4), Kill(at=10)])
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(make_loader(ds), None, total_steps=total)
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["step"] == 8 and state["train_loader"]["position"] == 2
+
+    resumed = make_trainer([Checkpointer(tmp_path / "b", every=4)], seed=123)  # different init, overwritten
+    loader = make_loader(ds)
+    resumed.load_state_dict(state, train_loader=loader)
+    resumed.fit(loader, None, total_steps=total)
+    assert resumed.step == total
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(reference.optimizer.state_dict()["state"].values(), resumed.optimizer.state_dict()["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+
+
+class NaNAfter(nn.Module):
+    def __init__(self, inner, at):
+        super().__init__()
+        self.inner, self.at, self.calls = inner, at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.inner(x)
+        return out * math.nan if self.calls >= self.at and self.training else out
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    ds = make_dataset()
+    ckpt = Checkpointer(tmp_path, every=3)
+    trainer = make_trainer([ckpt])
+    trainer.model = NaNAfter(trainer.model, at=5)
+    trainer.train_model = trainer.model
+    with pytest.raises(TrainingDiverged, match="at step 5"):
+        trainer.fit(make_loader(ds), None, total_steps=20)
+    good = load_checkpoint(tmp_path / "last.pt")
+    assert good["step"] == 3
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+
+
+def test_early_stopping_restores_best_weights():
+    ds = make_dataset()
+    stopper = EarlyStopping(patience=2, monitor="val_loss")
+    trainer = make_trainer([stopper], lr=2.0, survival_prob=1.0)  # too large a rate: the loss wanders
+    val = make_loader(ds, shuffle=False, augment=False)
+    trainer.fit(make_loader(ds), val, total_steps=200, eval_every=2)
+    assert trainer.stop_reason is not None and trainer.step < 200
+    assert stopper.stopped_step == trainer.step
+    final = trainer.evaluate(val)
+    assert final["loss"] == pytest.approx(stopper.best, rel=1e-5)
+
+
+def test_metrics_and_tensorboard_logs(tmp_path):
+    ds = make_dataset()
+    trainer = make_trainer([MetricsLogger(tmp_path / "metrics.jsonl"), TensorBoardLogger(tmp_path / "tb")])
+    trainer.fit(make_loader(ds), make_loader(ds, shuffle=False, augment=False), total_steps=12)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    eval_rows = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in train_rows] == list(range(2, 13, 2))
+    assert {"step", "epoch", "lr", "train_loss", "train_error", "images_per_sec"} <= set(train_rows[0])
+    assert [r["step"] for r in eval_rows] == [6, 12]  # end of each 6-batch epoch
+    assert {"val_loss", "val_error"} <= set(eval_rows[-1])
+    assert train_rows[-1]["lr"] == pytest.approx(0.005)  # after the milestone at step 9
+    events = read_scalars(next((tmp_path / "tb").glob("events.out.tfevents.*")))
+    tags = {tag for _, tag, _ in events}
+    assert {"train/loss", "train/error", "val/loss", "val/error", "lr"} <= tags
+    val_loss = [v for s, t, v in events if t == "val/loss"]
+    assert val_loss == pytest.approx([r["val_loss"] for r in eval_rows], rel=1e-6)
+
+
+def test_metrics_logger_drops_rows_after_the_resumed_step(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "kind": "train"}) + "\n" for s in (2, 4, 6, 8)))
+    trainer = make_trainer()
+    trainer.step = 4
+    MetricsLogger(path).on_fit_start(trainer)
+    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [2, 4]
+
+
+def test_aux_losses_weighted():
+    y = torch.tensor([0, 1])
+    main, a1, a2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    loss, logits = classification_loss(AuxOutputs(main, (a1, a2), 0.3), y)
+    ce = nn.functional.cross_entropy
+    assert loss.item() == pytest.approx((ce(main, y) + 0.3 * ce(a1, y) + 0.3 * ce(a2, y)).item())
+    assert logits is main
+
+
+def test_grad_clip_and_ema_and_tta_run():
+    ds = make_dataset()
+    trainer = make_trainer(grad_clip=0.5, ema_decay=0.9, tta_flip=True)
+    m = trainer.fit(make_loader(ds), make_loader(ds, shuffle=False, augment=False), total_steps=6)
+    assert math.isfinite(m["val_loss"])
+    ema = trainer.ema.model.state_dict()
+    live = trainer.model.state_dict()
+    assert not torch.equal(ema["fc.weight"], live["fc.weight"])
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "step": 1})
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "bad": Boom()})
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_corrupt_foreign_and_code_carrying_checkpoints_are_refused(tmp_path):
+    truncated = tmp_path / "t.pt"
+    save_checkpoint(truncated, {"model": {"w": torch.ones(100)}})
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(truncated)
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": EvilPayload()}, evil)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(evil)
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+    other = make_trainer().model
+    state = {"model": nn.Linear(3, 2).state_dict(), "model_name": "linear"}
+    with pytest.raises(CheckpointError, match="holds a linear model, not resnet20"):
+        load_model_state(other, state, source="x.pt", model_name="resnet20")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_model_state(other, {"model": nn.Linear(3, 2).state_dict()}, source="x.pt")
+
+
+class EvilPayload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
