@@ -147,6 +147,16 @@ def conv_bound_throughput(model_name: str, *, batch: int, precision: str, repeat
     return batch / statistics.median(times)
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
@@ -163,7 +173,7 @@ def main() -> None:
     mean, std = per_channel_stats(dataset.images)
     images_hwc = dataset.images.permute(0, 2, 3, 1).contiguous().numpy()
     labels = dataset.labels.numpy()
-    results = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    results = {"machine": cpu_model(), "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                "command": " ".join(["python"] + sys.argv), "models": {}}
     for name in args.models:

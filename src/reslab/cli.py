@@ -138,6 +138,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("playground")
+def cmd_playground(args: argparse.Namespace) -> int:
+    from reslab.playground import SURFACES, play
+
+    surfaces = args.surfaces or list(SURFACES)
+    unknown = [s for s in surfaces if s not in SURFACES]
+    if unknown:
+        raise ReslabError(f"unknown surface {unknown[0]!r}; known: {', '.join(SURFACES)}")
+    lrs = {}
+    for item in args.lr:
+        name, _, value = item.partition("=")
+        try:
+            lrs[name] = float(value)
+        except ValueError:
+            raise ReslabError(f"--lr takes OPTIMIZER=RATE, got {item!r}") from None
+        if not lrs[name] > 0:
+            raise ReslabError(f"--lr {name}: the rate must be positive, got {value}")
+    results = play(args.out, surfaces=surfaces, steps=args.steps, tol=args.tol, animate=not args.no_animation,
+                   lr_overrides=lrs)
+    for name, trajs in results.items():
+        surface = SURFACES[name]
+        print(f"\n{surface.title}: {surface.lesson}")
+        print(f"  {'optimizer':<28} {'steps to loss-min < ' + format(args.tol, 'g'):>24} {'final loss':>12}")
+        for t in trajs:
+            steps = "diverged" if t.diverged else ("not reached" if t.steps_to_tol is None else str(t.steps_to_tol))
+            print(f"  {t.label:<28} {steps:>24} {t.losses[-1]:>12.4g}")
+    print(f"\nplots (PNG, SVG), animations (GIF) and playground.json in {args.out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description="Deep residual learning, built and measured.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -162,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("playground", help="every optimizer on the lecture's 2-D test surfaces, with pictures")
+    p.add_argument("surfaces", nargs="*", help="ravine, saddle, rosenbrock, beale, bowl1d (default: all)")
+    p.add_argument("--out", default="runs/playground", help="folder for the plots")
+    p.add_argument("--steps", type=int, default=None, help="steps per optimizer (default: per surface)")
+    p.add_argument("--tol", type=float, default=1e-3, help="tolerance on loss - minimum")
+    p.add_argument("--lr", action="append", default=[], metavar="OPTIMIZER=RATE",
+                   help="change an optimizer's rate, e.g. --lr sgd=0.04 (repeatable)")
+    p.add_argument("--no-animation", action="store_true", help="skip the GIFs")
 
     p = sub.add_parser("demo", help="a short run on the embedded sample (no download)")
     p.add_argument("--out", default="runs", help="folder for the demo's runs")

@@ -47,9 +47,9 @@ class OptimConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    alpha: float = 0.99  # RMSProp decay rate (rho)
+    rho: float = 0.9  # RMSProp decay rate of the squared-gradient average
     decay_norm_and_bias: bool = False  # apply weight decay to BN parameters and biases too
-    impl: str = "reslab"  # "reslab" (the lecture's update rules) or "torch" (torch.optim, as a reference)
+    impl: str = "reslab"  # "reslab" (its own rules, fast path), "reference" (same rules, per tensor), "torch"
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,14 @@ class RunConfig:
 CHOICES = {
     "data.dataset": ("sample", "cifar10", "cifar100", "folder"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
-    "optim.impl": ("reslab", "torch"),
+    "optim.impl": ("reslab", "reference", "torch"),
 }
 POSITIVE = {"data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
 NON_NEGATIVE = {"data.val_size", "data.limit", "optim.weight_decay", "optim.momentum", "optim.eps",
                 "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
                 "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",
                 "train.early_stopping_patience", "train.early_stopping_min_delta"}
-UNIT_INTERVAL = {"train.label_smoothing", "train.ema_decay", "optim.alpha", "schedule.pct_start",
+UNIT_INTERVAL = {"train.label_smoothing", "train.ema_decay", "optim.rho", "schedule.pct_start",
                  "schedule.warmup_until_error", "schedule.gamma", "schedule.factor"}
 
 

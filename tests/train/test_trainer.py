@@ -170,6 +170,22 @@ def test_grad_clip_and_ema_and_tta_run():
     assert not torch.equal(ema["fc.weight"], live["fc.weight"])
 
 
+def test_ema_warms_up_then_follows_the_decay():
+    from reslab.train.trainer import ModelEMA
+
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = ModelEMA(model, 0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay min(0.999, 2/11): the average moves 9/11 of the way at once
+    assert ema.model.weight.item() == pytest.approx(9 / 11)
+    for _ in range(5000):
+        ema.update(model)
+    assert ema.model.weight.item() == pytest.approx(1.0, abs=1e-3)
+    assert (1 + ema.updates) / (10 + ema.updates) > 0.998
+
+
 def test_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}, "step": 1})

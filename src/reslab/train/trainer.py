@@ -36,12 +36,17 @@ def classification_loss(output: Any, target: Tensor, *, label_smoothing: float =
 
 
 class ModelEMA:
-    """Exponential moving average of the weights (BN statistics copied), evaluated in their place."""
+    """Exponential moving average of the weights (BN statistics copied), evaluated in their place.
+
+    The decay warms up as min(decay, (1 + t) / (10 + t)) over the updates t, so that the average
+    forgets the random initialisation within the first few hundred steps.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         import copy
 
         self.decay = decay
+        self.updates = 0
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -50,7 +55,9 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         ema = [p for p in self.model.parameters()]
         cur = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema, cur, 1.0 - self.decay)
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(ema, cur, 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
 
@@ -145,6 +152,7 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.model.state_dict()
+            state["ema_updates"] = self.ema.updates
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         if self.train_loader is not None:
@@ -161,6 +169,7 @@ class Trainer:
             cb.load_state_dict(cb_state)
         if self.ema is not None and "ema" in state:
             self.ema.model.load_state_dict(state["ema"])
+            self.ema.updates = int(state.get("ema_updates", 0))
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         if train_loader is not None and "train_loader" in state:
