@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from reslab.errors import ReslabError
@@ -128,13 +129,85 @@ def cmd_eval(args: argparse.Namespace) -> int:
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     from reslab.config import load_config
-    from reslab.demo import DEMO_RUN
-    from reslab.runner import run_training
+    from reslab.demo import DEMO_MODELS, DEMO_RUN
+    from reslab.experiments.degradation import run_degradation
 
-    cfg = load_config(None, [f'--out_dir="{args.out}"'], base=DEMO_RUN)
-    print(f"reslab demo: {cfg.model.name} on the embedded CIFAR-10 sample, {cfg.train.epochs} epochs", file=sys.stderr)
-    result = run_training(cfg, overwrite=True, progress=sys.stderr)
-    _report_run(result)
+    cfg = load_config(None, [], base=DEMO_RUN)
+    root = Path(args.out)
+    print(f"reslab demo: {', '.join(DEMO_MODELS)} on the embedded CIFAR-10 sample "
+          f"({cfg.train.epochs} epochs each), then gradient flow and the report", file=sys.stderr)
+    exp = run_degradation(cfg, DEMO_MODELS, root, progress=sys.stderr, log=lambda m: print(m, file=sys.stderr),
+                          title="reslab demo: degradation on the embedded CIFAR-10 sample")
+    _print_experiment(exp)
+    return 0
+
+
+def _print_experiment(exp: dict) -> None:
+    table = exp["table"]
+    cols = ["model", "final train error %", "final val error %", "params", "train time s"]
+    print()
+    print("  ".join(f"{c:>20}" for c in cols))
+    for r in table:
+        print("  ".join(f"{str(r[c]):>20}" for c in cols))
+    print("\nverdict:")
+    for line in exp["verdict"]:
+        print(f"  - {line}")
+    print(f"\nreport: {exp['report']}")
+
+
+@command("experiment")
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from reslab.config import load_config
+    from reslab.experiments.degradation import run_degradation
+
+    overrides = _split_overrides(args.overrides)
+    cfg = load_config(args.config, overrides)
+    if args.kind == "degradation":
+        models = args.models or ["plain20", "plain56", "resnet20", "resnet56"]
+        title = "Degradation: plain versus residual networks"
+    else:  # depth: He et al. Table 6
+        depths = args.depths or [20, 32, 44, 56]
+        models = [f"{fam}{d}" for fam in (("plain", "resnet") if args.plain else ("resnet",)) for d in depths]
+        title = "Depth: error against depth (He et al. Table 6)"
+    from reslab.models import list_models
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise ReslabError(f"unknown model {unknown[0]!r}")
+    root = Path(args.out or f"runs/{args.kind}")
+    exp = run_degradation(cfg, models, root, progress=None if args.quiet else sys.stderr,
+                          log=lambda m: print(m, file=sys.stderr), title=title)
+    _print_experiment(exp)
+    return 0
+
+
+@command("analyze")
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from reslab import analyze
+
+    if args.what == "gradients":
+        path, result = analyze.analyze_gradients(args.target, batch=args.batch,
+                                                 out=Path(args.out) if args.out else None)
+        for label, flow in result["flows"].items():
+            print(f"{label:<28} first/last layer gradient ratio {flow['ratio_first_last_weight']:.3g}")
+        print(f"\n{result['verdict']}")
+    elif args.what == "responses":
+        path, result = analyze.analyze_responses(args.target, batch=args.batch)
+        print(result["verdict"])
+    else:  # init-study
+        out = Path(args.out or "runs/init-study")
+        path, result = analyze.init_study(out / "analysis", depth=args.depth)
+        print(result["verdict"])
+        from reslab.report.html import build_report
+        print(f"report: {build_report(out)}")
+    print(f"written to {path}")
+    return 0
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> int:
+    from reslab.report.html import build_report
+
+    print(f"report: {build_report(args.folder)}")
     return 0
 
 
@@ -202,15 +275,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change an optimizer's rate, e.g. --lr sgd=0.04 (repeatable)")
     p.add_argument("--no-animation", action="store_true", help="skip the GIFs")
 
-    p = sub.add_parser("demo", help="a short run on the embedded sample (no download)")
-    p.add_argument("--out", default="runs", help="folder for the demo's runs")
+    p = sub.add_parser("demo", help="the degradation experiment in small, on the embedded sample (no download)")
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
+
+    p = sub.add_parser("experiment", help="named reproductions: degradation, depth")
+    p.add_argument("kind", choices=["degradation", "depth"])
+    p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
+    p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56)")
+    p.add_argument("--depths", nargs="+", type=int, help="depth: the depths (default 20 32 44 56)")
+    p.add_argument("--plain", action="store_true", help="depth: train the plain twins too")
+    p.add_argument("--out", help="experiment folder (default runs/<kind>)")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("analyze", help="gradient flow, layer responses, activation/initialisation study")
+    p.add_argument("what", choices=["gradients", "responses", "init-study"])
+    p.add_argument("target", nargs="?", default="", help="a run folder, or (gradients) a model name")
+    p.add_argument("--batch", type=int, default=256, help="images in the analysis batch")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--depth", type=int, default=30, help="init-study: hidden layers of the MLP")
+
+    p = sub.add_parser("report", help="build report.html for a run or experiment folder")
+    p.add_argument("folder")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "train":
+    if args.command in ("train", "experiment"):
         args.overrides = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

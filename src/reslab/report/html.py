@@ -1,0 +1,185 @@
+"""``reslab report DIR``: one self-contained HTML file (figures inline) built from a run or experiment folder.
+
+It reads files only: ``config.toml``, ``metrics.jsonl``, ``summary.json``, ``experiment.json`` and
+``analysis/*.json``. Figures are drawn again from those files, saved as PNG and SVG under
+``figures/``, and embedded in the page as data URIs, so the page needs no network and no other file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from reslab.errors import ReslabError
+from reslab.report import plots
+
+STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ccc; padding: 4px 10px; }
+th { background: #f4f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; } .verdict { background: #f3f8ff; border-left: 4px solid #3a7bd5;
+padding: 0.6em 1em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class Page:
+    """Accumulates sections; figures are saved beside the report and inlined."""
+
+    def __init__(self, root: Path, title: str) -> None:
+        self.root = root
+        self.fig_dir = root / "figures"
+        self.title = title
+        self.parts: list[str] = []
+        self.figures: list[str] = []
+
+    def h2(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def p(self, text: str, cls: str = "") -> None:
+        c = f' class="{cls}"' if cls else ""
+        self.parts.append(f"<p{c}>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.parts.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f'<td class="num">{v:.4g}</td>'
+            if isinstance(v, int):
+                return f'<td class="num">{v:,}</td>'
+            return f"<td>{html.escape(str(v))}</td>"
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def figure(self, fig, name: str, caption: str) -> None:
+        png, _ = plots.save_figure(fig, self.fig_dir / name)
+        data = base64.b64encode(png.read_bytes()).decode()
+        self.figures.append(name)
+        self.parts.append(f'<figure id="fig-{html.escape(name)}"><img alt="{html.escape(caption)}" '
+                          f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+    def write(self) -> Path:
+        out = self.root / "report.html"
+        body = "\n".join(self.parts)
+        out.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                       f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
+                       f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n"
+                       f"<p style=\"color:#888;font-size:0.8em\">Built by reslab from the files in this folder.</p>"
+                       f"</body></html>\n")
+        return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def run_section(page: Page, run_dir: Path, *, label: str | None = None) -> None:
+    summary = read_json(run_dir / "summary.json") or {}
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    name = label or run_dir.name
+    final = summary.get("final", {})
+    page.h2(f"Run {name}")
+    if summary:
+        page.table(["model", "parameters", "dataset", "iterations", "epochs", "final train error",
+                    "final validation error", "best validation error", "training time", "device / precision"],
+                   [[summary.get("model", "?"), summary.get("params", 0), summary.get("dataset", "?"),
+                     summary.get("steps", 0), summary.get("epochs", 0.0), _pct(final.get("train_error")),
+                     _pct(final.get("val_error")), _pct(summary.get("best_val_error")),
+                     f"{summary.get('train_time_s', 0):.0f} s", f"{summary.get('device')} / {summary.get('precision')}"]])
+    if rows:
+        page.figure(plots.run_curves_figure(rows, title=name), f"{name}_curves",
+                    f"{name}: error and loss per iteration (thin: training, bold: validation).")
+    analysis_sections(page, run_dir / "analysis", prefix=name)
+    if (run_dir / "config.toml").is_file():
+        page.pre((run_dir / "config.toml").read_text())
+
+
+def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
+    grads = read_json(analysis_dir / "gradients.json")
+    if grads:
+        page.h2("Gradient flow")
+        page.figure(plots.gradient_figure(grads["flows"], key="weight_grad_norm",
+                                          title="||dL/dW|| per layer"), f"{prefix}_gradients_weights",
+                    "Norm of the loss gradient with respect to each layer's weights, input (left) to output (right).")
+        page.figure(plots.gradient_figure(grads["flows"], key="output_grad_norm",
+                                          title="||dL/d output|| per layer"), f"{prefix}_gradients_outputs",
+                    "Norm of the gradient flowing back through each layer's output.")
+        if grads.get("verdict"):
+            page.p(grads["verdict"], "verdict")
+    study = read_json(analysis_dir / "init_study.json")
+    if study:
+        page.h2("Activation and initialisation (deep MLP)")
+        cells = {(c["activation"], c["init"]): c["flows"] for c in study["cells"]}
+        page.figure(plots.grid_figure(cells, study["activations"], study["inits"], key="weight_grad_norm",
+                                      title=f"||dL/dW|| per layer, {study['depth']}-layer MLP, plain vs residual"),
+                    f"{prefix}_init_study", "Gradient norm per layer of a deep MLP for each activation (rows) "
+                    "and initialisation (columns), plain and residual.")
+        if study.get("verdict"):
+            page.p(study["verdict"], "verdict")
+    resp = read_json(analysis_dir / "responses.json")
+    if resp:
+        page.h2("Layer responses (He et al. Figure 7)")
+        page.figure(plots.responses_figure(resp["responses"]), f"{prefix}_responses",
+                    "Standard deviation of each 3x3 layer's output after BN, before ReLU or addition.")
+        if resp.get("verdict"):
+            page.p(resp["verdict"], "verdict")
+
+
+def experiment_sections(page: Page, root: Path, exp: dict) -> None:
+    page.p(exp.get("description", ""))
+    if exp.get("verdict"):
+        page.h2("Verdict")
+        for line in exp["verdict"]:
+            page.p(line, "verdict")
+    table = exp.get("table", [])
+    if table:
+        page.h2("Summary")
+        cols = list(table[0])
+        page.table(cols, [[r[c] for c in cols] for r in table])
+    curves = {name: read_jsonl(root / "runs" / name / "metrics.jsonl") for name in exp.get("runs", [])}
+    if exp.get("panels"):
+        page.h2("Training and validation error")
+        page.figure(plots.degradation_figure(curves, exp["panels"]), "degradation",
+                    "Thin lines: training error; bold lines: validation error (as He et al. Figure 6).")
+    analysis_sections(page, root / "analysis", prefix="experiment")
+    for name in exp.get("runs", []):
+        if (root / "runs" / name).is_dir():
+            run_section(page, root / "runs" / name, label=name)
+
+
+def build_report(path: str | Path) -> Path:
+    """Write ``report.html`` in a run folder or an experiment folder; returns its path."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ReslabError(f"no such folder: {root}")
+    exp = read_json(root / "experiment.json")
+    if exp is not None:
+        page = Page(root, exp.get("title", f"reslab experiment {root.name}"))
+        experiment_sections(page, root, exp)
+    elif (root / "metrics.jsonl").is_file() or (root / "summary.json").is_file():
+        page = Page(root, f"reslab run {root.name}")
+        run_section(page, root)
+    elif (root / "analysis").is_dir():
+        page = Page(root, f"reslab analysis {root.name}")
+        analysis_sections(page, root / "analysis", prefix=root.name)
+    else:
+        raise ReslabError(f"{root} is neither a run nor an experiment folder (no metrics.jsonl or experiment.json)")
+    return page.write()

@@ -1,0 +1,70 @@
+import pytest
+import torch
+from torch import nn
+
+from reslab.analysis.gradients import MLP, gradient_flow
+from reslab.analysis.responses import layer_responses, response_points
+from reslab.models import create_model
+from reslab.models.resnet import BasicBlock, ResNet
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return ResNet(BasicBlock, [2, 1, 1], (4, 8, 8), num_classes=3, **kw)
+
+
+def test_gradient_norms_match_autograd():
+    model = tiny().train()
+    x, y = torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    flow = gradient_flow(model, x, y)
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.setdefault(m, o)) for m in layers]
+    loss = nn.functional.cross_entropy(model(x), y)
+    for h in hooks:
+        h.remove()
+    ordered = list(outputs)  # forward order
+    w_grads = torch.autograd.grad(loss, [m.weight for m in ordered], retain_graph=True)
+    o_grads = torch.autograd.grad(loss, [outputs[m] for m in ordered])
+    assert len(flow.layers) == len(ordered)
+    for rec, w, o in zip(flow.layers, w_grads, o_grads):
+        assert rec.weight_grad_norm == pytest.approx(w.norm().item(), rel=1e-5)
+        assert rec.output_grad_norm == pytest.approx(o.norm().item() / 6 ** 0.5, rel=1e-5)
+    assert flow.loss == pytest.approx(loss.item(), rel=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # the analysis leaves no gradients behind
+
+
+def test_plain_deep_net_without_bn_loses_its_gradient_and_residual_keeps_it():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    plain = gradient_flow(create_model("plain56", norm="none").train(), x, y)
+    torch.manual_seed(0)
+    mlp_plain = gradient_flow(MLP(depth=30, activation="sigmoid", init="xavier"), x, y)
+    mlp_res = gradient_flow(MLP(depth=30, activation="sigmoid", init="xavier", residual=True), x, y)
+    assert mlp_plain.ratio_first_last() < 1e-3  # sigmoid: each layer scales the gradient by <= 1/4
+    assert mlp_res.ratio_first_last() > 1e-2
+    assert plain.layers[0].weight_grad_norm != plain.layers[-1].weight_grad_norm
+
+
+def test_response_hook_sees_every_3x3_layer_once():
+    model = create_model("resnet20")
+    x = torch.randn(4, 3, 32, 32)
+    points = response_points(model, x)
+    assert len(points) == 19  # the stem and 18 layers in 9 blocks
+    assert all(isinstance(m, nn.BatchNorm2d) for _, m in points)
+    assert points[0][0] == "bn1" and points[1][0] == "layer1.0.bn1" and points[2][0] == "layer1.0.bn2"
+    responses = layer_responses(model, x)
+    assert [r.index for r in responses] == list(range(1, 20))
+    no_bn = response_points(create_model("plain20", norm="none"), x)
+    assert len(no_bn) == 19 and all(isinstance(m, nn.Conv2d) for _, m in no_bn)
+
+
+def test_response_is_the_channel_std_after_bn():
+    model = tiny().eval()
+    x = torch.randn(5, 3, 8, 8)
+    outs = {}
+    model.layer1[0].bn2.register_forward_hook(lambda m, i, o: outs.setdefault("r", o))
+    responses = {r.name: r.std for r in layer_responses(model, x)}
+    expected = outs["r"].transpose(0, 1).flatten(1).std(dim=1).mean().item()
+    assert responses["layer1.0.bn2"] == pytest.approx(expected, rel=1e-6)

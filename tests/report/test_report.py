@@ -1,0 +1,122 @@
+"""The experiment runner (skip and resume) and the report built from its files."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reslab.config import load_config
+from reslab.experiments import runner as exp_runner
+from reslab.experiments.degradation import run_degradation
+from reslab.report.html import build_report
+
+
+def base_cfg(tmp_path, steps=4):
+    return load_config(None, [f"--train.steps={steps}", "--train.eval_every=2", "--train.log_every=1",
+                              "--train.precision=fp32", "--data.dataset=sample", "--data.limit=256",
+                              "--data.val_size=64", "--data.batch_size=32", "--data.eval_batch_size=64",
+                              f"--data.cache_dir=\"{tmp_path / 'cache'}\""])
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    exp = run_degradation(base_cfg(tmp), ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
+    return tmp, exp
+
+
+def test_experiment_writes_table_verdict_and_report(experiment):
+    tmp, exp = experiment
+    root = tmp / "e"
+    assert {r["model"] for r in exp["table"]} == {"plain20", "resnet20"}
+    assert any(line.startswith("Twins at depth 20") for line in exp["verdict"])
+    assert any("first/last layer gradient ratio" in line for line in exp["verdict"])
+    assert (root / "analysis" / "gradients.json").is_file() and (root / "analysis" / "responses.json").is_file()
+    flows = json.loads((root / "analysis" / "gradients.json").read_text())["flows"]
+    assert set(flows) == {"plain20 init", "plain20 trained", "resnet20 init", "resnet20 trained"}
+    html = (root / "report.html").read_text()
+    for fig in ("degradation", "experiment_gradients_weights", "experiment_gradients_outputs",
+                "experiment_responses", "plain20_curves", "resnet20_curves"):
+        assert f'id="fig-{fig}"' in html, fig
+        assert (root / "figures" / f"{fig}.png").is_file() and (root / "figures" / f"{fig}.svg").is_file()
+    assert "http://" not in html and "https://" not in html  # self-contained
+
+
+def test_rerun_skips_finished_runs(experiment, monkeypatch):
+    tmp, _ = experiment
+    cfg = base_cfg(tmp)
+    called = []
+    monkeypatch.setattr(exp_runner, "run_training", lambda *a, **k: called.append(a))
+    exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp / "e")
+    assert called == []
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    cfg = base_cfg(tmp_path, steps=6)
+    exp_runner.run_all(cfg, ["resnet20"], tmp_path / "x")
+    run = tmp_path / "x" / "runs" / "resnet20"
+    (run / "summary.json").unlink()  # as if it died after its last checkpoint
+    assert exp_runner.status(exp_runner.run_config_for(cfg, "resnet20", tmp_path / "x")) == "resumable"
+    exp_runner.run_all(cfg, ["resnet20"], tmp_path / "x")
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6 and json.loads((run / "summary.json").read_text())["steps"] == 6
+
+
+def test_report_of_a_single_run_and_bad_folders(experiment, tmp_path):
+    tmp, _ = experiment
+    run = tmp / "e" / "runs" / "resnet20"
+    out = build_report(run)
+    assert 'id="fig-resnet20_curves"' in out.read_text()
+    from reslab.errors import ReslabError
+    with pytest.raises(ReslabError):
+        build_report(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReslabError, match="neither a run nor an experiment"):
+        build_report(tmp_path / "empty")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_report_renders_in_headless_chromium(experiment, tmp_path):
+    tmp, _ = experiment
+    report = tmp / "e" / "report.html"
+    probe = tmp_path / "probe.html"
+    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             "document.body.setAttribute('data-visible', imgs.map(i => i.naturalWidth > 100 && "
+             "i.getBoundingClientRect().height > 50).join(','));"
+             "document.body.setAttribute('data-count', imgs.length); });</script></body>")
+    probe.write_text(report.read_text().replace("</body>", check))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-count="' in dom
+    count = int(dom.split('data-count="')[1].split('"')[0])
+    visible = dom.split('data-visible="')[1].split('"')[0].split(",")
+    assert count >= 6 and visible == ["true"] * count
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000  # a page with figures, not a blank one
+
+
+def test_verdict_reads_the_table():
+    from reslab.experiments.degradation import verdict
+
+    row = lambda m, d, e: {"model": m, "depth": d, "final train error %": e}
+    lines = verdict([row("plain20", 20, 5.0), row("plain56", 56, 9.0), row("resnet20", 20, 4.0), row("resnet56", 56, 2.5)])
+    assert "the deeper plain network trains worse (degradation)" in lines[0]
+    assert "the deeper residual network trains as well or better" in lines[1]
+    assert lines[2].startswith("Twins at depth 20") and "lowers" in lines[2]
+    lines = verdict([row("plain20", 20, 9.0), row("plain56", 56, 5.0), row("resnet20", 20, 2.0), row("resnet56", 56, 4.0)])
+    assert "no degradation" in lines[0] and "trains worse here" in lines[1]
+
+
+def test_final_train_error_averages_the_end_of_the_curve():
+    from reslab.experiments.degradation import final_train_error
+
+    rows = [{"kind": "train", "step": s, "train_error": 1.0 if s < 95 else 0.2} for s in range(1, 101)]
+    rows.append({"kind": "eval", "step": 100, "val_error": 0.5})
+    assert final_train_error(rows) == pytest.approx(0.2)
