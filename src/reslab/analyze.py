@@ -194,3 +194,66 @@ def init_study(out: Path, *, depth: int = 30, width: int = 64, batch: int = 128,
     result = {"depth": depth, "width": width, "activations": list(activations), "inits": list(inits),
               "cells": cells, "verdict": "First/last layer gradient ratios: " + "; ".join(lines) + "."}
     return write_json(out / "init_study.json", result), result
+
+
+# -- why residual networks work (Veit et al., Li et al.) ------------------------------------------------
+def _eval_batches(cfg: RunConfig, state: dict, n: int, batch: int = 500):
+    from reslab.analysis.common import fixed_batches
+
+    x, y, _ = analysis_batch(cfg.data, n=n, stats=state.get("data_stats"))
+    return fixed_batches(x, y, batch), x, y
+
+
+def analyze_lesion(target: str, *, images: int = 2000, draws: int = 10) -> tuple[Path, dict]:
+    """Lesion study of a trained run (single blocks, k random blocks, re-ordering)."""
+    import time
+
+    from reslab.analysis.lesion import lesion_study
+
+    run_dir = Path(target)
+    cfg, model, state = load_run(run_dir)
+    batches, _, _ = _eval_batches(cfg, state, images)
+    t = time.perf_counter()
+    result = lesion_study(model, batches, draws=draws)
+    result.update(model=cfg.model.name, images=sum(len(y) for _, y in batches), seconds=time.perf_counter() - t)
+    return write_json(run_dir / "analysis" / "lesion.json", result), result
+
+
+def analyze_paths(target: str, *, images: int = 256, draws: int = 20) -> tuple[Path, dict]:
+    import time
+
+    from reslab.analysis.paths import gradient_per_path_length
+
+    run_dir = Path(target)
+    cfg, model, state = load_run(run_dir)
+    _, x, y = _eval_batches(cfg, state, images)
+    t = time.perf_counter()
+    result = gradient_per_path_length(model, x, y, draws=draws)
+    result.update(model=cfg.model.name, images=len(y), seconds=time.perf_counter() - t)
+    return write_json(run_dir / "analysis" / "paths.json", result), result
+
+
+def analyze_landscape(target: str, *, resolution: int = 21, span: float = 1.0, images: int = 2000,
+                      seed: int = 0, progress=None) -> tuple[Path, dict]:
+    """2-D filter-normalised slice around the trained weights, and the 1-D path from initialisation."""
+    import numpy as np
+
+    from reslab.analysis.landscape import filter_normalized_direction, interpolate, surface
+
+    run_dir = Path(target)
+    cfg, model, state = load_run(run_dir)
+    batches, _, _ = _eval_batches(cfg, state, images)
+    g = torch.Generator().manual_seed(seed)
+    d1 = filter_normalized_direction(model, generator=g)
+    d2 = filter_normalized_direction(model, generator=g)
+    coords = np.linspace(-span, span, resolution).tolist()
+    out_dir = run_dir / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid = surface(model, d1, d2, coords, batches, checkpoint=out_dir / f"landscape_{resolution}.npz",
+                   progress=progress)
+    init = fresh_model(cfg, state["num_classes"]).state_dict()
+    line = interpolate(model, init, np.linspace(0.0, 1.0, 21).tolist(), batches)
+    line["from"], line["to"] = "trained (alpha 0)", "initialisation (alpha 1)"
+    result = {"model": cfg.model.name, "resolution": resolution, "span": span,
+              "images": sum(len(y) for _, y in batches), "surface": grid, "interpolation": line}
+    return write_json(out_dir / "landscape.json", result), result

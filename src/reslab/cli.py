@@ -162,6 +162,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     overrides = _split_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
+    if args.kind == "stochastic-depth":
+        from reslab.experiments.stochastic_depth import run_stochastic_depth
+
+        model = (args.models or ["resnet110"])[0]
+        exp = run_stochastic_depth(cfg, model, Path(args.out or "runs/stochastic-depth"),
+                                   survival_prob=args.survival_prob, progress=None if args.quiet else sys.stderr,
+                                   log=lambda m: print(m, file=sys.stderr))
+        for row in exp["table"]:
+            print("  ".join(f"{k}: {v}" for k, v in row.items()))
+        for line in exp["verdict"]:
+            print(f"  - {line}")
+        print(f"report: {exp['report']}")
+        return 0
     if args.kind == "degradation":
         models = args.models or ["plain20", "plain56", "resnet20", "resnet56"]
         title = "Degradation: plain versus residual networks"
@@ -193,6 +206,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     elif args.what == "responses":
         path, result = analyze.analyze_responses(args.target, batch=args.batch)
         print(result["verdict"])
+    elif args.what in ("lesion", "paths", "landscape"):
+        if not args.target:
+            raise ReslabError(f"analyze {args.what} needs a run folder")
+        if args.what == "lesion":
+            path, result = analyze.analyze_lesion(args.target, images=args.images, draws=args.draws)
+            single = [b for b in result["single"] if not b["downsampling"]]
+            worst = max(single, key=lambda b: b["error"]) if single else None
+            print(f"{result['model']}: error {100 * result['baseline_error']:.2f}% intact; deleting one identity block: "
+                  f"mean {100 * sum(b['error'] for b in single) / max(1, len(single)):.2f}%"
+                  + (f", worst {100 * worst['error']:.2f}% (block {worst['block']})" if worst else ""))
+            for row in result["random_k"]:
+                print(f"  delete {row['k']:>2} random blocks: {100 * row['mean']:6.2f}% +- {100 * row['std']:.2f}")
+        elif args.what == "paths":
+            path, result = analyze.analyze_paths(args.target, draws=args.draws)
+            lo, hi = result["effective_range"]
+            print(f"{result['model']}: {result['blocks']} blocks, 2^{result['blocks']} paths, mean length "
+                  f"{result['mean_path_length']:.1f}; most gradient from paths of length {result['peak_length']}, "
+                  f"90% from lengths {lo}-{hi}")
+        else:
+            def progress(i, n):
+                print(f"\r  landscape row {i}/{n}", end="", file=sys.stderr, flush=True)
+            path, result = analyze.analyze_landscape(args.target, resolution=args.resolution, span=args.span,
+                                                     images=args.images, progress=progress)
+            print(file=sys.stderr)
+            print(f"{result['model']}: {args.resolution}x{args.resolution} grid on {result['images']} images in "
+                  f"{result['surface']['seconds']:.0f} s")
     else:  # init-study
         out = Path(args.out or "runs/init-study")
         path, result = analyze.init_study(out / "analysis", depth=args.depth)
@@ -279,20 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
 
     p = sub.add_parser("experiment", help="named reproductions: degradation, depth")
-    p.add_argument("kind", choices=["degradation", "depth"])
+    p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth"])
     p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
     p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56)")
     p.add_argument("--depths", nargs="+", type=int, help="depth: the depths (default 20 32 44 56)")
     p.add_argument("--plain", action="store_true", help="depth: train the plain twins too")
+    p.add_argument("--survival-prob", type=float, default=0.5, help="stochastic-depth: p_L of the decayed run")
     p.add_argument("--out", help="experiment folder (default runs/<kind>)")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("analyze", help="gradient flow, layer responses, activation/initialisation study")
-    p.add_argument("what", choices=["gradients", "responses", "init-study"])
+    p.add_argument("what", choices=["gradients", "responses", "init-study", "lesion", "paths", "landscape"])
     p.add_argument("target", nargs="?", default="", help="a run folder, or (gradients) a model name")
     p.add_argument("--batch", type=int, default=256, help="images in the analysis batch")
     p.add_argument("--out", help="output folder")
     p.add_argument("--depth", type=int, default=30, help="init-study: hidden layers of the MLP")
+    p.add_argument("--images", type=int, default=2000, help="lesion, landscape: held-out images evaluated")
+    p.add_argument("--draws", type=int, default=10, help="lesion, paths: random draws per point")
+    p.add_argument("--resolution", type=int, default=21, help="landscape: grid points per axis")
+    p.add_argument("--span", type=float, default=1.0, help="landscape: grid from -span to span")
 
     p = sub.add_parser("report", help="build report.html for a run or experiment folder")
     p.add_argument("folder")

@@ -120,3 +120,14 @@ def test_final_train_error_averages_the_end_of_the_curve():
     rows = [{"kind": "train", "step": s, "train_error": 1.0 if s < 95 else 0.2} for s in range(1, 101)]
     rows.append({"kind": "eval", "step": 100, "val_error": 0.5})
     assert final_train_error(rows) == pytest.approx(0.2)
+
+
+def test_stochastic_depth_experiment_and_its_test_time_check(tmp_path):
+    from reslab.experiments.stochastic_depth import run_stochastic_depth
+
+    exp = run_stochastic_depth(base_cfg(tmp_path), "resnet20", tmp_path / "sd", survival_prob=0.5)
+    assert [r["run"] for r in exp["table"]] == ["resnet20_constant", "resnet20_sd0.5"]
+    scaling = json.loads((tmp_path / "sd" / "analysis" / "test_time_scaling.json").read_text())
+    assert scaling["deterministic"] and scaling["max_abs_difference"] < 1e-5
+    assert scaling["survival_probs"][-1] == pytest.approx(0.5)
+    assert 'id="fig-degradation"' in (tmp_path / "sd" / "report.html").read_text()

@@ -186,6 +186,18 @@ def test_ema_warms_up_then_follows_the_decay():
     assert (1 + ema.updates) / (10 + ema.updates) > 0.998
 
 
+def test_ema_averages_batchnorm_statistics_too():
+    from reslab.train.trainer import ModelEMA
+
+    model = nn.BatchNorm2d(2)
+    ema = ModelEMA(model, 0.5)
+    ema.updates = 10**6  # past the warm-up: decay 0.5
+    with torch.no_grad():
+        model.running_mean.fill_(4.0)
+    ema.update(model)
+    assert ema.model.running_mean.tolist() == [2.0, 2.0]  # halfway, not copied
+
+
 def test_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}, "step": 1})

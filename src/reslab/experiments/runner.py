@@ -11,8 +11,11 @@ from reslab.config import RunConfig, as_dict
 from reslab.runner import run_training
 
 
-def run_config_for(base: RunConfig, model: str, root: Path) -> RunConfig:
-    return replace(base, name=model, out_dir=str(root / "runs"), model=replace(base.model, name=model))
+def run_config_for(base: RunConfig, model: str, root: Path, *, name: str | None = None,
+                   options: dict | None = None) -> RunConfig:
+    """``base``'s recipe for one network of an experiment, in ``root/runs/<name>``."""
+    model_cfg = replace(base.model, name=model, options={**base.model.options, **(options or {})})
+    return replace(base, name=name or model, out_dir=str(root / "runs"), model=model_cfg)
 
 
 def status(cfg: RunConfig) -> str:
@@ -25,17 +28,21 @@ def status(cfg: RunConfig) -> str:
     return "new"
 
 
-def run_all(base: RunConfig, models: list[str], root: Path, *, progress: TextIO | None = None,
-            log: Callable[[str], None] = lambda s: None) -> list[Path]:
-    """Train every model with ``base``'s recipe under ``root/runs/<model>``; returns the run folders."""
+def run_all(base: RunConfig, models: list[str | tuple[str, str, dict]], root: Path, *,
+            progress: TextIO | None = None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """Train every model with ``base``'s recipe under ``root/runs/<name>``; returns the run folders.
+
+    An entry is a model name, or ``(run name, model name, builder options)``.
+    """
     dirs = []
-    for i, model in enumerate(models, start=1):
-        cfg = run_config_for(base, model, root)
+    for i, entry in enumerate(models, start=1):
+        name, model, options = (entry, entry, {}) if isinstance(entry, str) else entry
+        cfg = run_config_for(base, model, root, name=name, options=options)
         state = status(cfg)
         if state == "finished":
-            log(f"[{i}/{len(models)}] {model}: finished earlier, skipped")
+            log(f"[{i}/{len(models)}] {name}: finished earlier, skipped")
         else:
-            log(f"[{i}/{len(models)}] {model}: {'resuming' if state == 'resumable' else 'training'}")
+            log(f"[{i}/{len(models)}] {name}: {'resuming' if state == 'resumable' else 'training'}")
             run_training(cfg, resume=state == "resumable", overwrite=state == "new", progress=progress)
         dirs.append(cfg.run_dir)
     return dirs

@@ -45,25 +45,27 @@ class Adam(FlatOptimizer):
 
     def hyper(self, group):
         return {"beta1": group["betas"][0], "beta2": group["betas"][1], "eps": group["eps"],
-                "weight_decay": group["weight_decay"], "decoupled": self.decoupled,
-                "bias_correction": group["bias_correction"], "eps_inside": group["eps_inside"]}
+                "weight_decay": group["weight_decay"], "decoupled": self.decoupled, "eps_inside": group["eps_inside"]}
+
+    def scalars(self, group, step):
+        """eta / (1 - b1^t) and sqrt(1 - b2^t), in double precision (1 and 1 without bias correction)."""
+        lr = float(group["lr"])
+        if not group["bias_correction"]:
+            return {"lr": lr, "step_size": lr, "c2_sqrt": 1.0}
+        b1, b2 = group["betas"]
+        return {"lr": lr, "step_size": lr / (1 - b1 ** step), "c2_sqrt": (1 - b2 ** step) ** 0.5}
 
     @staticmethod
-    def update(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, *, lr, step, beta1: float, beta2: float,
-               eps: float, weight_decay: float, decoupled: bool, bias_correction: bool, eps_inside: bool) -> None:
+    def update(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, *, lr, step_size, c2_sqrt, beta1: float,
+               beta2: float, eps: float, weight_decay: float, decoupled: bool, eps_inside: bool) -> None:
         if weight_decay and decoupled:
             p.mul_(1 - lr * weight_decay)
         elif weight_decay:
             g = g + weight_decay * p
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        if bias_correction:
-            c1 = 1 - beta1 ** step
-            c2_sqrt = (1 - beta2 ** step) ** 0.5
-        else:
-            c1 = c2_sqrt = 1.0
-        denom = (exp_avg_sq / c2_sqrt ** 2 + eps).sqrt() if eps_inside else exp_avg_sq.sqrt() / c2_sqrt + eps
-        p.sub_(exp_avg / denom * (lr / c1))
+        denom = (exp_avg_sq / (c2_sqrt * c2_sqrt) + eps).sqrt() if eps_inside else exp_avg_sq.sqrt() / c2_sqrt + eps
+        p.sub_(exp_avg / denom * step_size)
 
 
 class AdamW(Adam):

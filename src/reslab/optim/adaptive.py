@@ -35,7 +35,7 @@ class Adagrad(FlatOptimizer):
         return {"eps": group["eps"], "weight_decay": group["weight_decay"]}
 
     @staticmethod
-    def update(p: Tensor, g: Tensor, total: Tensor, *, lr, step, eps: float, weight_decay: float) -> None:
+    def update(p: Tensor, g: Tensor, total: Tensor, *, lr, eps: float, weight_decay: float) -> None:
         if weight_decay:
             g = g + weight_decay * p
         total.addcmul_(g, g)
@@ -73,7 +73,7 @@ class RMSprop(FlatOptimizer):
                 "weight_decay": group["weight_decay"], "eps_inside": group["eps_inside"]}
 
     @staticmethod
-    def update(p: Tensor, g: Tensor, square_avg: Tensor, *buf: Tensor, lr, step, rho: float, eps: float,
+    def update(p: Tensor, g: Tensor, square_avg: Tensor, *buf: Tensor, lr, rho: float, eps: float,
                momentum: float, weight_decay: float, eps_inside: bool) -> None:
         if weight_decay:
             g = g + weight_decay * p

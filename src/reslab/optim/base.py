@@ -1,14 +1,17 @@
 """What every reslab optimizer shares: validation, lazy state, and three ways to run one update rule.
 
-Each optimizer defines its rule once, as a pure function ``update(p, g, *states, lr, step, **hyper)``
-that mutates ``p`` and its state tensors in place. Three paths run it:
+Each optimizer defines its rule once, as a pure function ``update(p, g, *states, lr, ..., **hyper)``
+that mutates ``p`` and its state tensors in place; ``scalars(group, step)`` computes, in double precision
+and outside the update, the per-step numbers it needs (the rate; Adam's bias-corrected step size).
+Three paths run it:
 
 - ``"reference"``: parameter by parameter, on the tensors as they are: the formula, readable.
 - ``"flat"``: every parameter, gradient and state of a group becomes a view into one flat buffer, and the
   rule runs once over the whole buffer (a handful of large vector operations instead of thousands of
   small ones).
-- ``"compiled"``: the flat path with the rule compiled by ``torch.compile`` into one fused loop; ``lr``
-  and ``step`` are 0-d tensors so a changing rate never recompiles. ``"auto"`` (the default) takes it,
+- ``"compiled"``: the flat path with the rule compiled by ``torch.compile`` into one fused loop; the
+  per-step scalars are 0-d tensors of the parameters' dtype, so a changing rate never recompiles and
+  the loop runs in the parameters' precision. ``"auto"`` (the default) takes it,
   and falls back to ``"flat"`` where compilation is unavailable.
 
 A parameter that received no gradient in a step: the reference path skips it (as ``torch.optim`` does);
@@ -54,7 +57,7 @@ class FlatGroup:
     states: dict[str, Tensor]
     grad_views: list[Tensor]
     step: Tensor  # 0-d float64, shared by every parameter of the group
-    lr: Tensor  # 0-d float64
+    scalars: dict[str, Tensor]  # the per-step scalars, 0-d tensors of the parameters' dtype
     ptrs: list[int] = field(default_factory=list)
 
 
@@ -83,8 +86,12 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     # -- to be provided by each optimizer ------------------------------------------------------------
     @staticmethod
-    def update(p: Tensor, g: Tensor, *states: Tensor, lr, step, **hyper) -> None:
+    def update(p: Tensor, g: Tensor, *states: Tensor, lr, **scalars_and_hyper) -> None:
         raise NotImplementedError
+
+    def scalars(self, group: dict[str, Any], step: float) -> dict[str, float]:
+        """Per-step numbers computed in double precision outside ``update`` (step counts from 1)."""
+        return {"lr": float(group["lr"])}
 
     def hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         """The constant hyperparameters passed to ``update`` (Python numbers and flags)."""
@@ -150,7 +157,7 @@ class FlatOptimizer(torch.optim.Optimizer):
                 continue
             state = self._init_state(p, group)
             state["step"] += 1
-            self.update(p, p.grad, *(state[n] for n in names), lr=group["lr"], step=state["step"].item(), **hyper)
+            self.update(p, p.grad, *(state[n] for n in names), **self.scalars(group, state["step"].item()), **hyper)
 
     # -- flat paths ----------------------------------------------------------------------------------
     def _flattenable(self, group: dict[str, Any]) -> bool:
@@ -193,8 +200,9 @@ class FlatOptimizer(torch.optim.Optimizer):
         step = torch.tensor(step_value, dtype=torch.float64, device=like.device)
         for p in params:
             self.state[p]["step"] = step
-        lr = torch.tensor(float(group["lr"]), dtype=torch.float64, device=like.device)
-        return FlatGroup(params, flat_p, flat_g, flat_s, grad_views, step, lr, [p.data_ptr() for p in params])
+        scalars = {k: torch.tensor(v, dtype=like.dtype, device=like.device)
+                   for k, v in self.scalars(group, step_value + 1).items()}
+        return FlatGroup(params, flat_p, flat_g, flat_s, grad_views, step, scalars, [p.data_ptr() for p in params])
 
     def _flat_group(self, i: int, group: dict[str, Any]) -> FlatGroup:
         flat = self._flat.get(i)
@@ -219,12 +227,14 @@ class FlatOptimizer(torch.optim.Optimizer):
         names = self.active_states(group)
         args = (flat.param, flat.grad, *(flat.states[n] for n in names))
         hyper = self.hyper(group)
+        values = self.scalars(group, float(flat.step))
         if self.fast_path == "compiled":
             if self._compiled is None:
                 self._compiled = torch.compile(type(self).update, fullgraph=True, dynamic=False)
-            flat.lr.fill_(float(group["lr"]))
+            for k, v in values.items():
+                flat.scalars[k].fill_(v)
             try:
-                self._compiled(*args, lr=flat.lr, step=flat.step, **hyper)
+                self._compiled(*args, **flat.scalars, **hyper)
                 return
             except Exception as e:  # no compiler here: the eager flat path computes the same rule
                 if self.impl == "compiled":
@@ -232,4 +242,4 @@ class FlatOptimizer(torch.optim.Optimizer):
                 warnings.warn(f"torch.compile is unavailable for the optimizer step ({type(e).__name__}); "
                               f"using the eager flat path")
                 self.fast_path = "flat"
-        type(self).update(*args, lr=float(group["lr"]), step=float(flat.step), **hyper)
+        type(self).update(*args, **values, **hyper)

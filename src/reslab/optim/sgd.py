@@ -37,7 +37,7 @@ class SGD(FlatOptimizer):
         return {"weight_decay": group["weight_decay"], "decoupled": group["decoupled_weight_decay"]}
 
     @staticmethod
-    def update(p: Tensor, g: Tensor, *, lr, step, weight_decay: float, decoupled: bool) -> None:
+    def update(p: Tensor, g: Tensor, *, lr, weight_decay: float, decoupled: bool) -> None:
         if weight_decay and decoupled:
             p.mul_(1 - lr * weight_decay)
         elif weight_decay:
@@ -83,7 +83,7 @@ class Momentum(FlatOptimizer):
                 "lecture": group["convention"] == "lecture"}
 
     @staticmethod
-    def update(p: Tensor, g: Tensor, buf: Tensor, *, lr, step, momentum: float, weight_decay: float,
+    def update(p: Tensor, g: Tensor, buf: Tensor, *, lr, momentum: float, weight_decay: float,
                nesterov: bool, lecture: bool) -> None:
         if weight_decay:
             g = g + weight_decay * p

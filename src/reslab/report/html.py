@@ -134,6 +134,27 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
                     "and initialisation (columns), plain and residual.")
         if study.get("verdict"):
             page.p(study["verdict"], "verdict")
+    lesion = read_json(analysis_dir / "lesion.json")
+    if lesion:
+        page.h2("Lesion study (Veit et al. Figures 3-5)")
+        page.figure(plots.lesion_figure({lesion.get("model", prefix): lesion}), f"{prefix}_lesion",
+                    f"Validation error after deleting blocks at test time ({lesion.get('images', '?')} images, "
+                    f"{lesion.get('seconds', 0):.0f} s).")
+    paths = read_json(analysis_dir / "paths.json")
+    if paths:
+        page.h2("Paths (Veit et al. Figure 6)")
+        page.figure(plots.paths_figure({paths.get("model", prefix): paths}), f"{prefix}_paths",
+                    f"{paths['blocks']} blocks: most gradient comes from paths of length {paths['peak_length']}; "
+                    f"90% from lengths {paths['effective_range'][0]}-{paths['effective_range'][1]} "
+                    f"(mean path length {paths['mean_path_length']:.1f}).")
+    land = read_json(analysis_dir / "landscape.json")
+    if land:
+        page.h2("Loss landscape (Li et al. 2018)")
+        page.figure(plots.landscape_figure({land.get("model", prefix): land}), f"{prefix}_landscape",
+                    f"{land['resolution']}x{land['resolution']} grid on {land['images']} images "
+                    f"({land['surface']['seconds']:.0f} s).")
+        page.figure(plots.interpolation_figure({land.get("model", prefix): land}), f"{prefix}_interpolation",
+                    "Loss along the straight line from the trained weights to the initialisation.")
     resp = read_json(analysis_dir / "responses.json")
     if resp:
         page.h2("Layer responses (He et al. Figure 7)")

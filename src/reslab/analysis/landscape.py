@@ -1,0 +1,133 @@
+"""Loss landscapes: 1-D interpolation and 2-D slices along filter-normalised random directions.
+
+Directions: a Gaussian direction d has each filter (each output unit of a convolution or linear layer)
+rescaled to the norm of the model's filter, d_i <- d_i ||theta_i|| / ||d_i||, so that the picture does
+not depend on the scale invariance that BatchNorm gives the weights. Parameters of BatchNorm and the
+biases (1-D tensors) are not perturbed, and BatchNorm uses its running statistics, as Li et al. do.
+
+Evaluation moves the model's own weights in place, theta = theta* + a d1 + b d2, with a few fused
+vector operations per grid point, on a fixed subset of images already on the device in batches: no
+copy of the model, no reloading of weights. A grid is saved after each row and resumes where it stopped.
+
+References:
+    Li, Xu, Taylor, Studer, Goldstein. Visualizing the Loss Landscape of Neural Nets. NeurIPS 2018.
+    Goodfellow, Vinyals, Saxe 2015 (1-D linear interpolation).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from reslab.analysis.common import evaluate
+
+
+def parameters(model: nn.Module) -> list[Tensor]:
+    return [p for p in model.parameters()]
+
+
+def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator) -> list[Tensor]:
+    """A random direction, one tensor per parameter, each filter scaled to its model filter's norm."""
+    direction = []
+    for p in model.parameters():
+        if p.ndim <= 1:
+            direction.append(torch.zeros_like(p))  # BN parameters and biases are not perturbed
+            continue
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
+        d_norm = d.flatten(1).norm(dim=1).clamp_min(1e-12)
+        p_norm = p.detach().flatten(1).norm(dim=1)
+        scale = (p_norm / d_norm).view(-1, *([1] * (p.ndim - 1)))
+        direction.append(d * scale)
+    return direction
+
+
+class WeightMover:
+    """Sets the model's weights to theta* + a d1 (+ b d2) in place; restores theta* on exit."""
+
+    def __init__(self, model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor] | None = None) -> None:
+        self.params = parameters(model)
+        self.origin = [p.detach().clone() for p in self.params]
+        self.d1, self.d2 = list(d1), (list(d2) if d2 is not None else None)
+
+    @torch.no_grad()
+    def move(self, a: float, b: float = 0.0) -> None:
+        torch._foreach_copy_(self.params, self.origin)
+        if a:
+            torch._foreach_add_(self.params, self.d1, alpha=a)
+        if b and self.d2 is not None:
+            torch._foreach_add_(self.params, self.d2, alpha=b)
+
+    def __enter__(self) -> "WeightMover":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, self.origin)
+
+
+def interpolate(model: nn.Module, target_state: dict[str, Tensor], alphas: Sequence[float],
+                batches: list[tuple[Tensor, Tensor]]) -> dict:
+    """Loss and error along (1 - a) theta_model + a theta_target (e.g. initialisation to final weights)."""
+    names = [n for n, _ in model.named_parameters()]
+    target = [target_state[n].to(p.device, p.dtype) for n, p in zip(names, model.parameters())]
+    with WeightMover(model, [t - p.detach() for t, p in zip(target, model.parameters())]) as mover:
+        losses, errors = [], []
+        for a in alphas:
+            mover.move(float(a))
+            loss, err = evaluate(model, batches)
+            losses.append(loss)
+            errors.append(err)
+    return {"alphas": list(map(float, alphas)), "loss": losses, "error": errors}
+
+
+def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords: Sequence[float],
+            batches: list[tuple[Tensor, Tensor]], *, checkpoint: Path | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict:
+    """Loss and error on the grid coords x coords around the model's weights; resumable via ``checkpoint``."""
+    n = len(coords)
+    loss = np.full((n, n), np.nan)
+    error = np.full((n, n), np.nan)
+    if checkpoint is not None and checkpoint.is_file():
+        saved = np.load(checkpoint)
+        if saved["loss"].shape == loss.shape and np.allclose(saved["coords"], coords):
+            loss, error = saved["loss"].copy(), saved["error"].copy()
+    start = time.perf_counter()
+    with WeightMover(model, d1, d2) as mover:
+        for i, b in enumerate(coords):  # row i: fixed beta
+            if not np.isnan(loss[i]).any():
+                continue
+            for j, a in enumerate(coords):
+                mover.move(float(a), float(b))
+                loss[i, j], error[i, j] = evaluate(model, batches)
+            if checkpoint is not None:
+                tmp = checkpoint.with_suffix(".tmp.npz")
+                np.savez(tmp, loss=loss, error=error, coords=np.asarray(coords))
+                tmp.replace(checkpoint)
+            if progress is not None:
+                progress(i + 1, n)
+    return {"coords": list(map(float, coords)), "loss": loss.tolist(), "error": error.tolist(),
+            "seconds": time.perf_counter() - start}
+
+
+def surface_straightforward(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords: Sequence[float],
+                            batches: list[tuple[Tensor, Tensor]]) -> np.ndarray:
+    """The plain method, kept as the speed reference: for every grid point copy the model, load the
+    moved weights through a state dict, evaluate."""
+    names = [n for n, _ in model.named_parameters()]
+    origin = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = np.zeros((len(coords), len(coords)))
+    for i, b in enumerate(coords):
+        for j, a in enumerate(coords):
+            probe = copy.deepcopy(model)
+            state = probe.state_dict()
+            for k, name in enumerate(names):
+                state[name] = origin[name] + a * d1[k] + b * d2[k]
+            probe.load_state_dict(state)
+            out[i, j] = evaluate(probe, batches)[0]
+    return out

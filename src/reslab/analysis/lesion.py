@@ -1,0 +1,116 @@
+"""Lesion study: delete residual blocks at test time and watch the error.
+
+A deleted block becomes its shortcut: H(x) = ReLU(shortcut(x)) in the post-activation form (which is
+x itself for the identity shortcut, as x >= 0 there), shortcut(x) in the pre-activation form. In a
+plain network the same operation removes the block's layers from the only path there is. Blocks whose
+shortcut changes dimensions (zero padding or a projection, not the identity) are reported apart.
+
+References:
+    Veit, Wilber, Belongie. Residual Networks Behave Like Ensembles of Relatively Shallow Networks.
+    NeurIPS 2016 (Figures 3-5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from reslab.analysis.common import evaluate
+
+
+def is_downsampling(block: nn.Module) -> bool:
+    return getattr(block, "downsample", None) is not None
+
+
+def _skip_forward(block: nn.Module):
+    preact = not hasattr(block, "last_norm") or block.__class__.__name__.startswith("PreAct")
+
+    def forward(x: Tensor) -> Tensor:
+        if getattr(block, "downsample", None) is None:
+            return x  # identity shortcut: ReLU(x) = x for the non-negative input of a post-activation block
+        out = block.shortcut(x)
+        return out if preact else torch.relu(out)
+    return forward
+
+
+@contextlib.contextmanager
+def deleted(blocks: Sequence[nn.Module], indices: Iterable[int]):
+    """Temporarily replace the chosen blocks by their shortcuts."""
+    chosen = [blocks[i] for i in indices]
+    for b in chosen:
+        b.forward = _skip_forward(b)
+    try:
+        yield
+    finally:
+        for b in chosen:
+            del b.forward  # back to the class's forward
+
+
+@contextlib.contextmanager
+def reordered(model: nn.Module, swaps: Sequence[tuple[int, int]]):
+    """Temporarily swap pairs of blocks (positions in ``model.blocks()``) inside their stages."""
+    stages = [getattr(model, name) for name in model.stage_names]
+    where = [(s, i) for s in stages for i in range(len(s))]
+    originals = [(s, i, s[i]) for s, i in where]
+    try:
+        for a, b in swaps:
+            (sa, ia), (sb, ib) = where[a], where[b]
+            sa[ia], sb[ib] = sb[ib], sa[ia]
+        yield
+    finally:
+        for s, i, m in originals:
+            s[i] = m
+
+
+def swappable_pairs(model: nn.Module) -> list[int]:
+    """Blocks with an identity shortcut (same input and output shape), the ones that can trade places."""
+    return [i for i, b in enumerate(model.blocks()) if not is_downsampling(b)]
+
+
+def lesion_study(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, draws: int = 10, seed: int = 0,
+                 max_k: int | None = None, reorder_swaps: Sequence[int] = (1, 2, 4, 8)) -> dict:
+    """Errors after deleting each block, k random blocks (k = 1..n), and after k random swaps."""
+    blocks = model.blocks()
+    rng = random.Random(seed)
+    _, base = evaluate(model, batches)
+    single = []
+    for i, b in enumerate(blocks):
+        with deleted(blocks, [i]):
+            _, err = evaluate(model, batches)
+        single.append({"block": i, "downsampling": is_downsampling(b), "error": err})
+    identity = [i for i, b in enumerate(blocks) if not is_downsampling(b)]
+    random_k = []
+    for k in range(1, (max_k or len(identity)) + 1):
+        errs = []
+        for _ in range(draws):
+            with deleted(blocks, rng.sample(identity, k)):
+                errs.append(evaluate(model, batches)[1])
+        t = torch.tensor(errs)
+        random_k.append({"k": k, "mean": float(t.mean()), "std": float(t.std()) if len(errs) > 1 else 0.0,
+                         "errors": errs})
+    reorder = []
+    if hasattr(model, "stage_names"):
+        for k in reorder_swaps:
+            errs = []
+            for _ in range(draws):
+                swaps = []
+                for _ in range(k):  # swap two identity blocks of the same stage (their shapes agree)
+                    stage_of = {}
+                    offset = 0
+                    for si, name in enumerate(model.stage_names):
+                        for j in range(len(getattr(model, name))):
+                            stage_of[offset + j] = si
+                        offset += len(getattr(model, name))
+                    same = [(a, b) for a in identity for b in identity if a < b and stage_of[a] == stage_of[b]]
+                    if same:
+                        swaps.append(rng.choice(same))
+                with reordered(model, swaps):
+                    errs.append(evaluate(model, batches)[1])
+            t = torch.tensor(errs)
+            reorder.append({"swaps": k, "mean": float(t.mean()), "std": float(t.std()) if len(errs) > 1 else 0.0})
+    return {"baseline_error": base, "blocks": len(blocks), "single": single, "random_k": random_k,
+            "reorder": reorder}
