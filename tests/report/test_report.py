@@ -131,3 +131,24 @@ def test_stochastic_depth_experiment_and_its_test_time_check(tmp_path):
     assert scaling["deterministic"] and scaling["max_abs_difference"] < 1e-5
     assert scaling["survival_probs"][-1] == pytest.approx(0.5)
     assert 'id="fig-degradation"' in (tmp_path / "sd" / "report.html").read_text()
+
+
+def test_analyze_commands_write_results_and_the_report_shows_them(experiment, capsys):
+    from reslab.cli import main
+
+    tmp, _ = experiment
+    run = str(tmp / "e" / "runs" / "resnet20")
+    assert main(["analyze", "lesion", run, "--images", "64", "--draws", "2"]) == 0
+    assert main(["analyze", "paths", run, "--draws", "2"]) == 0
+    assert main(["analyze", "landscape", run, "--images", "64", "--resolution", "3"]) == 0
+    assert main(["analyze", "gradients", run]) == 0
+    assert main(["analyze", "responses", run]) == 0
+    out = capsys.readouterr().out
+    assert "deleting one identity block" in out and "90% from lengths" in out and "3x3 grid" in out
+    lesion = json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "lesion.json").read_text())
+    assert len(lesion["single"]) == 9 and sum(b["downsampling"] for b in lesion["single"]) == 2
+    assert main(["report", run]) == 0
+    html = (tmp / "e" / "runs" / "resnet20" / "report.html").read_text()
+    for fig in ("lesion", "paths", "landscape", "interpolation", "gradients_weights", "responses"):
+        assert f'id="fig-resnet20_{fig}"' in html, fig
+    assert main(["analyze", "lesion"]) == 2  # no run folder given
