@@ -283,3 +283,15 @@ def test_flat_layout_survives_model_changes_and_outside_zero_grad():
         loss_fn(reference, step).backward()
         ref_opt.step()
     assert_same([p.detach() for p in params], [p.detach() for p in reference], rtol=1e-12)
+
+
+def test_many_optimizers_in_one_process_stay_compiled():
+    """An experiment trains several models in one process: the compiled step must not hit torch.compile's
+    recompile limit and fall back (one graph serves every buffer size)."""
+    for n in range(10):
+        ps = [torch.randn(50 + 13 * n, requires_grad=True), torch.randn(3 + n, requires_grad=True)]
+        opt = Momentum([{"params": ps[:1], "weight_decay": 1e-4}, {"params": ps[1:], "weight_decay": 0.0}], lr=0.1)
+        opt.zero_grad()
+        sum((p ** 2).sum() for p in ps).backward()
+        opt.step()
+        assert opt.fast_path == "compiled", n

@@ -230,7 +230,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         values = self.scalars(group, float(flat.step))
         if self.fast_path == "compiled":
             if self._compiled is None:
-                self._compiled = torch.compile(type(self).update, fullgraph=True, dynamic=False)
+                self._compiled = torch.compile(type(self).update, fullgraph=True, dynamic=True)
             for k, v in values.items():
                 flat.scalars[k].fill_(v)
             try:
