@@ -155,6 +155,14 @@ def _print_experiment(exp: dict) -> None:
     print(f"\nreport: {exp['report']}")
 
 
+def _print_experiment_table(exp: dict) -> None:
+    for row in exp["table"]:
+        print("  ".join(f"{k}: {v}" for k, v in row.items()))
+    for line in exp["verdict"]:
+        print(f"  - {line}")
+    print(f"report: {exp['report']}")
+
+
 @command("experiment")
 def cmd_experiment(args: argparse.Namespace) -> int:
     from reslab.config import load_config
@@ -162,6 +170,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     overrides = _split_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
+    if args.kind == "optimizers":
+        from reslab.experiments.optimizers import USUAL, run_optimizers
+
+        names = args.models or ["sgd", "momentum", "rmsprop", "adam", "adamw"]
+        unknown = [n for n in names if n not in USUAL]
+        if unknown:
+            raise ReslabError(f"unknown optimizer {unknown[0]!r}; known: {', '.join(USUAL)}")
+        exp = run_optimizers(cfg, names, Path(args.out or "runs/optimizers"),
+                             progress=None if args.quiet else sys.stderr, log=lambda m: print(m, file=sys.stderr))
+        _print_experiment_table(exp)
+        return 0
     if args.kind == "stochastic-depth":
         from reslab.experiments.stochastic_depth import run_stochastic_depth
 
@@ -169,11 +188,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         exp = run_stochastic_depth(cfg, model, Path(args.out or "runs/stochastic-depth"),
                                    survival_prob=args.survival_prob, progress=None if args.quiet else sys.stderr,
                                    log=lambda m: print(m, file=sys.stderr))
-        for row in exp["table"]:
-            print("  ".join(f"{k}: {v}" for k, v in row.items()))
-        for line in exp["verdict"]:
-            print(f"  - {line}")
-        print(f"report: {exp['report']}")
+        _print_experiment_table(exp)
         return 0
     if args.kind == "degradation":
         models = args.models or ["plain20", "plain56", "resnet20", "resnet56"]
@@ -318,9 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
 
     p = sub.add_parser("experiment", help="named reproductions: degradation, depth")
-    p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth"])
+    p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth", "optimizers"])
     p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
-    p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56)")
+    p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56); "
+                   "stochastic-depth: the network (default resnet110); optimizers: the rules")
     p.add_argument("--depths", nargs="+", type=int, help="depth: the depths (default 20 32 44 56)")
     p.add_argument("--plain", action="store_true", help="depth: train the plain twins too")
     p.add_argument("--survival-prob", type=float, default=0.5, help="stochastic-depth: p_L of the decayed run")

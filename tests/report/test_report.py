@@ -152,3 +152,12 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     for fig in ("lesion", "paths", "landscape", "interpolation", "gradients_weights", "responses"):
         assert f'id="fig-resnet20_{fig}"' in html, fig
     assert main(["analyze", "lesion"]) == 2  # no run folder given
+
+
+def test_optimizer_comparison_experiment(tmp_path):
+    from reslab.experiments.optimizers import run_optimizers
+
+    exp = run_optimizers(base_cfg(tmp_path), ["sgd", "adam"], tmp_path / "opt")
+    assert [r["optimizer"] for r in exp["table"]] == ["sgd", "adam"]
+    assert exp["table"][1]["lr"] == 1e-3
+    assert 'id="fig-degradation"' in (tmp_path / "opt" / "report.html").read_text()

@@ -34,15 +34,24 @@ def run_all(base: RunConfig, models: list[str | tuple[str, str, dict]], root: Pa
 
     An entry is a model name, or ``(run name, model name, builder options)``.
     """
-    dirs = []
-    for i, entry in enumerate(models, start=1):
+    configs = []
+    for entry in models:
         name, model, options = (entry, entry, {}) if isinstance(entry, str) else entry
-        cfg = run_config_for(base, model, root, name=name, options=options)
+        configs.append(run_config_for(base, model, root, name=name, options=options))
+    return run_configs(configs, progress=progress, log=log)
+
+
+def run_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
+                log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """Train each config in turn (skipping finished runs, resuming killed ones); returns the run folders."""
+    dirs = []
+    for i, cfg in enumerate(configs, start=1):
+        name, total = cfg.name, len(configs)
         state = status(cfg)
         if state == "finished":
-            log(f"[{i}/{len(models)}] {name}: finished earlier, skipped")
+            log(f"[{i}/{total}] {name}: finished earlier, skipped")
         else:
-            log(f"[{i}/{len(models)}] {name}: {'resuming' if state == 'resumable' else 'training'}")
+            log(f"[{i}/{total}] {name}: {'resuming' if state == 'resumable' else 'training'}")
             run_training(cfg, resume=state == "resumable", overwrite=state == "new", progress=progress)
         dirs.append(cfg.run_dir)
     return dirs
