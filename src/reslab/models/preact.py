@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from reslab.models.layers import conv1x1, conv3x3, init_conv_bn, make_shortcut, norm2d, survival_probs
-from reslab.models.resnet import CIFAR_WIDTHS, ResidualBlock, make_stage
+from reslab.models.layers import conv1x1, conv3x3, init_conv_bn, make_shortcut, norm2d
+from reslab.models.resnet import CIFAR_WIDTHS, ResidualBlock, add_stages
 
 
 class PreActBlock(ResidualBlock):
@@ -99,15 +99,9 @@ class PreActResNet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.conv1 = conv3x3(in_channels, widths[0])
-        probs = survival_probs(sum(layers), survival_prob)
-        in_planes, start = widths[0], 0
-        self.stage_names: list[str] = []
-        for i, (n, planes) in enumerate(zip(layers, widths)):
-            stage = make_stage(block, in_planes, planes, probs[start:start + n], stride=1 if i == 0 else 2,
-                               shortcut=shortcut, norm=norm, drop_mode=drop_mode)
-            self.add_module(f"layer{i + 1}", stage)
-            self.stage_names.append(f"layer{i + 1}")
-            in_planes, start = planes * block.expansion, start + n
+        self.stage_names, in_planes = add_stages(self, block, layers, widths, widths[0],
+                                                 survival_prob=survival_prob, shortcut=shortcut, norm=norm,
+                                                 drop_mode=drop_mode)
         self.bn_final = norm2d(norm, in_planes)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)

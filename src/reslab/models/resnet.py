@@ -132,6 +132,21 @@ def make_stage(block: type[nn.Module], in_planes: int, planes: int, probs: Seque
     return nn.Sequential(*blocks)
 
 
+def add_stages(net: nn.Module, block: type[nn.Module], layers: Sequence[int], widths: Sequence[int], in_planes: int,
+               *, survival_prob: float, **block_options) -> tuple[list[str], int]:
+    """Add ``layer1``..``layerN`` to ``net`` (stride 1, then 2 at each new stage), with the stochastic-depth
+    rule applied over all blocks; returns the stage names and the output channels."""
+    probs = survival_probs(sum(layers), survival_prob)
+    names, start = [], 0
+    for i, (n, planes) in enumerate(zip(layers, widths)):
+        stage = make_stage(block, in_planes, planes, probs[start:start + n], stride=1 if i == 0 else 2,
+                           **block_options)
+        names.append(f"layer{i + 1}")
+        net.add_module(names[-1], stage)
+        in_planes, start = planes * block.expansion, start + n
+    return names, in_planes
+
+
 class ResNet(nn.Module):
     """Stem, stages of blocks, global average pooling, a fully connected layer.
 
@@ -167,16 +182,9 @@ class ResNet(nn.Module):
             self.maxpool = nn.Identity()
         self.bn1 = norm2d(norm, stem_width)
 
-        probs = survival_probs(sum(layers), survival_prob)
-        in_planes, start = stem_width, 0
-        self.stage_names: list[str] = []
-        for i, (n, planes) in enumerate(zip(layers, widths)):
-            stage = make_stage(block, in_planes, planes, probs[start:start + n], stride=1 if i == 0 else 2,
-                               shortcut=shortcut, norm=norm, drop_mode=drop_mode)
-            name = f"layer{i + 1}"
-            self.add_module(name, stage)
-            self.stage_names.append(name)
-            in_planes, start = planes * block.expansion, start + n
+        self.stage_names, in_planes = add_stages(self, block, layers, widths, stem_width,
+                                                 survival_prob=survival_prob, shortcut=shortcut, norm=norm,
+                                                 drop_mode=drop_mode)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
         self.num_features = in_planes
