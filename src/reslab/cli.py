@@ -170,6 +170,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     overrides = _split_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
+    if args.kind == "architectures":
+        from reslab.experiments.architectures import run_architectures
+
+        exp = run_architectures(cfg, Path(args.out or "runs/architectures"), aux_weight=args.aux_weight,
+                                progress=None if args.quiet else sys.stderr, log=lambda m: print(m, file=sys.stderr))
+        _print_experiment_table(exp)
+        return 0
     if args.kind == "optimizers":
         from reslab.experiments.optimizers import USUAL, run_optimizers
 
@@ -333,13 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
 
     p = sub.add_parser("experiment", help="named reproductions: degradation, depth")
-    p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth", "optimizers"])
+    p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth", "optimizers", "architectures"])
     p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
     p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56); "
                    "stochastic-depth: the network (default resnet110); optimizers: the rules")
     p.add_argument("--depths", nargs="+", type=int, help="depth: the depths (default 20 32 44 56)")
     p.add_argument("--plain", action="store_true", help="depth: train the plain twins too")
     p.add_argument("--survival-prob", type=float, default=0.5, help="stochastic-depth: p_L of the decayed run")
+    p.add_argument("--aux-weight", type=float, default=0.3, help="architectures: GoogLeNet's auxiliary loss weight")
     p.add_argument("--out", help="experiment folder (default runs/<kind>)")
     p.add_argument("--quiet", action="store_true")
 

@@ -161,3 +161,15 @@ def test_optimizer_comparison_experiment(tmp_path):
     assert [r["optimizer"] for r in exp["table"]] == ["sgd", "adam"]
     assert exp["table"][1]["lr"] == 1e-3
     assert 'id="fig-degradation"' in (tmp_path / "opt" / "report.html").read_text()
+
+
+def test_architectures_experiment_reports_each_network(tmp_path):
+    from reslab.experiments.architectures import run_architectures
+
+    runs = [("resnet20", "resnet20", {}), ("googlenet", "googlenet", {"small_input": True, "aux_weight": 0.3})]
+    cfg = base_cfg(tmp_path, steps=2)
+    exp = run_architectures(cfg, tmp_path / "arch", runs=runs, analysis_batch=8)
+    by_name = {r["network"]: r for r in exp["table"]}
+    assert by_name["googlenet"]["params"] > 5_000_000 and by_name["resnet20"]["FLOPs (M)"] == pytest.approx(81.1, abs=0.1)
+    flows = json.loads((tmp_path / "arch" / "analysis" / "gradients.json").read_text())["flows"]
+    assert {"googlenet init", "googlenet trained", "resnet20 init", "resnet20 trained"} == set(flows)

@@ -1,0 +1,90 @@
+"""Speed of a 2-D loss-landscape grid: reslab's method against the forward passes alone and against the
+straightforward method (for every grid point: copy the model, load the moved weights, evaluate).
+
+Usage: python benchmarks/landscape.py [--run runs/NAME | --model resnet56] [--resolution 21] [--images 2000]
+       [--straightforward-points 21]
+The straightforward method is timed on ``--straightforward-points`` grid points (one row by default) and
+reported per point; the other two on the whole grid. Run it with nothing else busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reslab.analysis.common import evaluate, fixed_batches
+from reslab.analysis.landscape import filter_normalized_direction, surface
+from reslab.config import DataConfig
+from reslab.models import create_model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", help="a trained run folder (default: a freshly initialised --model)")
+    p.add_argument("--model", default="resnet56")
+    p.add_argument("--resolution", type=int, default=21)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--straightforward-points", type=int, default=21)
+    p.add_argument("--json")
+    args = p.parse_args()
+
+    from reslab.analyze import analysis_batch, load_run
+    if args.run:
+        cfg, model, state = load_run(Path(args.run))
+        x, y, _ = analysis_batch(cfg.data, n=args.images, stats=state.get("data_stats"))
+        name = cfg.model.name
+    else:
+        x, y, data = analysis_batch(DataConfig(dataset="sample", val_size=args.images), n=args.images)
+        torch.manual_seed(0)
+        model, name = create_model(args.model, num_classes=data.num_classes), args.model
+    batches = fixed_batches(x, y, args.batch)
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
+    coords = np.linspace(-1, 1, args.resolution).tolist()
+    points = args.resolution ** 2
+
+    evaluate(model, batches)  # warm-up
+    t = time.perf_counter()
+    for _ in range(points):
+        evaluate(model, batches)
+    forward_only = time.perf_counter() - t
+
+    t = time.perf_counter()
+    surface(model, d1, d2, coords, batches)
+    ours = time.perf_counter() - t
+
+    names = [n for n, _ in model.named_parameters()]
+    origin = {n: p.detach().clone() for n, p in model.named_parameters()}
+    k = args.straightforward_points
+    t = time.perf_counter()
+    for i in range(k):
+        a, b = coords[i % args.resolution], coords[i // args.resolution]
+        probe = copy.deepcopy(model)
+        sd = probe.state_dict()
+        for j, n in enumerate(names):
+            sd[n] = origin[n] + a * d1[j] + b * d2[j]
+        probe.load_state_dict(sd)
+        evaluate(probe, batches)
+    straight_per_point = (time.perf_counter() - t) / k
+
+    result = {"model": name, "resolution": args.resolution, "images": len(y), "threads": torch.get_num_threads(),
+              "forward_only_s": forward_only, "reslab_s": ours, "ratio_to_forward_only": ours / forward_only,
+              "straightforward_s_per_point": straight_per_point,
+              "straightforward_grid_s_estimated": straight_per_point * points,
+              "speedup_over_straightforward": straight_per_point * points / ours,
+              "command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
