@@ -129,3 +129,14 @@ def test_interpolation_ends_at_both_models():
         m.move(1.0)
         for n, p in a.named_parameters():
             torch.testing.assert_close(p, b_params[n])
+
+
+def test_deleting_a_preactivation_block_leaves_its_shortcut_without_relu():
+    model = create_model("preact_resnet110").eval()
+    blocks = model.blocks()
+    x = torch.randn(2, 16, 8, 8)  # negative values too: a pre-activation block passes them on
+    with torch.no_grad(), deleted(blocks, [1]):
+        assert torch.equal(blocks[1](x), x)
+    down = next(i for i, b in enumerate(blocks) if b.downsample is not None)
+    with torch.no_grad(), deleted(blocks, [down]):
+        assert torch.equal(blocks[down](x), blocks[down].shortcut(x))

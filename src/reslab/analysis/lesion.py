@@ -27,13 +27,11 @@ def is_downsampling(block: nn.Module) -> bool:
 
 
 def _skip_forward(block: nn.Module):
-    preact = not hasattr(block, "last_norm") or block.__class__.__name__.startswith("PreAct")
-
     def forward(x: Tensor) -> Tensor:
         if getattr(block, "downsample", None) is None:
             return x  # identity shortcut: ReLU(x) = x for the non-negative input of a post-activation block
         out = block.shortcut(x)
-        return out if preact else torch.relu(out)
+        return torch.relu(out) if block.post_activation else out
     return forward
 
 

@@ -32,13 +32,11 @@ def path_length_counts(n: int) -> list[int]:
 def gradient_routes(blocks: Sequence[nn.Module], through_branch: set[int]):
     """Blocks in ``through_branch`` pass the gradient through F only; the others through the shortcut only."""
     def make(block, branch_only: bool):
-        preact = block.__class__.__name__.startswith("PreAct")
-
         def forward(x: Tensor) -> Tensor:
             f, s = block.residual(x), block.shortcut(x)
             f, s = (f, s.detach()) if branch_only else (f.detach(), s)
             out = f + s
-            return out if preact else torch.relu(out)
+            return torch.relu(out) if block.post_activation else out
         return forward
 
     for i, b in enumerate(blocks):

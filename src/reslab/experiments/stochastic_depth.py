@@ -24,7 +24,8 @@ from reslab.report.html import build_report, read_jsonl
 
 
 def check_test_time_scaling(model: torch.nn.Module, x: torch.Tensor) -> dict:
-    """Largest difference between each block's eval output and ReLU(p_l F(x) + shortcut(x)) (post-activation)."""
+    """Largest difference between each block's eval output and p_l F(x) + shortcut(x) (ReLU'd in the
+    post-activation form), and whether evaluation is deterministic."""
     model.eval()
     worst, deterministic = 0.0, True
     inputs: dict[int, torch.Tensor] = {}
@@ -37,7 +38,8 @@ def check_test_time_scaling(model: torch.nn.Module, x: torch.Tensor) -> dict:
             h.remove()
         for i, b in enumerate(blocks):
             h_in = inputs[i]
-            expected = torch.relu(b.drop.p * b.residual(h_in) + b.shortcut(h_in))
+            expected = b.drop.p * b.residual(h_in) + b.shortcut(h_in)
+            expected = torch.relu(expected) if b.post_activation else expected
             worst = max(worst, float((b(h_in) - expected).abs().max()))
     return {"deterministic": deterministic, "max_abs_difference": worst,
             "survival_probs": [b.drop.p for b in blocks]}

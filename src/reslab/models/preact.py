@@ -21,6 +21,8 @@ from reslab.models.resnet import CIFAR_WIDTHS, ResidualBlock, add_stages
 class PreActBlock(ResidualBlock):
     """Shared forward of the pre-activation blocks; ``branch`` is F after the first BN-ReLU."""
 
+    post_activation = False
+
     def __init__(self, in_planes: int, out_planes: int, stride: int, *, shortcut: str, survival_prob: float,
                  drop_mode: str) -> None:
         # The projection acts on the pre-activated input and needs no BN of its own.

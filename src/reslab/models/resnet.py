@@ -40,6 +40,7 @@ class ResidualBlock(nn.Module):
     """
 
     expansion = 1
+    post_activation = True  # H = ReLU(F + shortcut); pre-activation blocks add without a ReLU
     last_norm: str  # attribute name of the branch's last normalisation layer
 
     def __init__(self, *, downsample: nn.Module | None, residual_connection: bool, survival_prob: float,
