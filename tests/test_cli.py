@@ -118,3 +118,17 @@ def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_fold
     err = capsys.readouterr().err.strip()
     assert "loss became" in err and "at step" in err and "last good checkpoint" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment", "degradation"], "needs a recipe"),
+    (["experiment", "degradation", "--train.epochs=1", "--models", "resnet21"], "unknown model 'resnet21'"),
+    (["experiment", "optimizers", "--train.epochs=1", "--models", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["analyze", "gradients", "no_such_thing"], "neither a run folder nor a model name"),
+    (["report", "no_such_folder"], "no such folder"),
+    (["playground", "moon"], "unknown surface"),
+])
+def test_experiment_and_analysis_bad_input(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

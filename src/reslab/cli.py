@@ -169,6 +169,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from reslab.experiments.degradation import run_degradation
 
     overrides = _split_overrides(args.overrides)
+    if args.config is None and not any(o.startswith(("--train.steps=", "--train.epochs=")) for o in overrides):
+        raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG such as configs/cifar10_degradation.toml "
+                          f"(or at least --train.epochs=N)")
     cfg = load_config(args.config, overrides)
     if args.kind == "architectures":
         from reslab.experiments.architectures import run_architectures
