@@ -212,8 +212,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if unknown:
         raise ReslabError(f"unknown model {unknown[0]!r}")
     root = Path(args.out or f"runs/{args.kind}")
-    exp = run_degradation(cfg, models, root, progress=None if args.quiet else sys.stderr,
-                          log=lambda m: print(m, file=sys.stderr), title=title)
+    exp = run_degradation(cfg, models, root, progress=None if args.quiet or args.jobs > 1 else sys.stderr,
+                          log=lambda m: print(m, file=sys.stderr), title=title, jobs=args.jobs)
     _print_experiment(exp)
     return 0
 
@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="depth: train the plain twins too")
     p.add_argument("--survival-prob", type=float, default=0.5, help="stochastic-depth: p_L of the decayed run")
     p.add_argument("--aux-weight", type=float, default=0.3, help="architectures: GoogLeNet's auxiliary loss weight")
+    p.add_argument("--jobs", type=int, default=1, help="degradation, depth: runs trained at once (default 1)")
     p.add_argument("--out", help="experiment folder (default runs/<kind>)")
     p.add_argument("--quiet", action="store_true")
 

@@ -173,3 +173,24 @@ def test_architectures_experiment_reports_each_network(tmp_path):
     assert by_name["googlenet"]["params"] > 5_000_000 and by_name["resnet20"]["FLOPs (M)"] == pytest.approx(81.1, abs=0.1)
     flows = json.loads((tmp_path / "arch" / "analysis" / "gradients.json").read_text())["flows"]
     assert {"googlenet init", "googlenet trained", "resnet20 init", "resnet20 trained"} == set(flows)
+
+
+def test_parallel_runs_match_sequential_ones(tmp_path):
+    """Two worker processes train the same runs as one after the other would (fp32, same seeds, and the
+    same thread count: the workers get one core each, and thread count changes reduction order)."""
+    import os
+
+    import torch
+
+    cfg = base_cfg(tmp_path, steps=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        seq = exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp_path / "seq")
+    finally:
+        torch.set_num_threads(threads)
+    par = exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp_path / "par", jobs=2)
+    for a, b in zip(seq, par):
+        ra = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+        rb = [json.loads(l) for l in (b / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+        assert [r["val_loss"] for r in ra] == [r["val_loss"] for r in rb]

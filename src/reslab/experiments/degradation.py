@@ -86,9 +86,9 @@ def verdict(table: list[dict]) -> list[str]:
 
 def run_degradation(base: RunConfig, models: list[str], root: Path, *, progress: TextIO | None = None,
                     log: Callable[[str], None] = lambda s: None, analysis_batch: int = 256,
-                    title: str = "Degradation: plain versus residual networks") -> dict:
+                    title: str = "Degradation: plain versus residual networks", jobs: int = 1) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    run_dirs = run_all(base, models, root, progress=progress, log=log)
+    run_dirs = run_all(base, models, root, progress=progress, log=log, jobs=jobs)
     log("analysing gradients and layer responses")
     flows = gradients_of_runs(run_dirs, batch=analysis_batch)
     write_json(root / "analysis" / "gradients.json", {"flows": flows, "verdict": gradient_verdict(flows)})
