@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the degradation experiment in small, on the embedded sample (no download)")
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
 
-    p = sub.add_parser("experiment", help="named reproductions: degradation, depth")
+    p = sub.add_parser("experiment", help="named reproductions: degradation, depth, stochastic-depth, optimizers, architectures")
     p.add_argument("kind", choices=["degradation", "depth", "stochastic-depth", "optimizers", "architectures"])
     p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
     p.add_argument("--models", nargs="+", help="degradation: the networks (default plain20 plain56 resnet20 resnet56); "
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="experiment folder (default runs/<kind>)")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("analyze", help="gradient flow, layer responses, activation/initialisation study")
+    p = sub.add_parser("analyze", help="gradient flow, layer responses, init study, lesion, paths, loss landscape")
     p.add_argument("what", choices=["gradients", "responses", "init-study", "lesion", "paths", "landscape"])
     p.add_argument("target", nargs="?", default="", help="a run folder, or (gradients) a model name")
     p.add_argument("--batch", type=int, default=256, help="images in the analysis batch")

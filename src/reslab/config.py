@@ -87,7 +87,7 @@ class TrainConfig:
     early_stopping_min_delta: float = 0.0
     restore_best: bool = True  # with early stopping: end with the best weights
     tensorboard: bool = True
-    record_gradients: bool = False  # log per-layer gradient norms at each evaluation
+    record_gradients: bool = False  # per-layer weight-gradient norms at each evaluation -> gradients.jsonl
 
 
 @dataclass(frozen=True)

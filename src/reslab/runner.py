@@ -21,8 +21,8 @@ from reslab.errors import CheckpointError, ConfigError, ReslabError
 from reslab.models import count_params, create_model
 from reslab.optim import optimizer_from_config
 from reslab.schedules import build_schedule
-from reslab.train import (Checkpointer, EarlyStopping, MetricsLogger, ProgressBar, TensorBoardLogger, Trainer,
-                          TrainingDiverged, load_checkpoint)
+from reslab.train import (Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, ProgressBar,
+                          TensorBoardLogger, Trainer, TrainingDiverged, load_checkpoint)
 from reslab.train.checkpoint import load_model_state
 from reslab.train.device import resolve_device, resolve_precision
 
@@ -95,6 +95,8 @@ def run_training(cfg: RunConfig, *, resume: bool = False, overwrite: bool = Fals
     callbacks: list = [MetricsLogger(run_dir / "metrics.jsonl")]
     if cfg.train.tensorboard:
         callbacks.append(TensorBoardLogger(run_dir / "tb"))
+    if cfg.train.record_gradients:
+        callbacks.append(GradientRecorder(run_dir / "gradients.jsonl", model))
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(patience=cfg.train.early_stopping_patience,
                                        min_delta=cfg.train.early_stopping_min_delta,

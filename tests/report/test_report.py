@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def base_cfg(tmp_path, steps=4):
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exp")
-    exp = run_degradation(base_cfg(tmp), ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
+    cfg = base_cfg(tmp)
+    cfg = replace(cfg, train=replace(cfg.train, record_gradients=True))
+    exp = run_degradation(cfg, ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
     return tmp, exp
 
 
@@ -38,7 +41,7 @@ def test_experiment_writes_table_verdict_and_report(experiment):
     assert set(flows) == {"plain20 init", "plain20 trained", "resnet20 init", "resnet20 trained"}
     html = (root / "report.html").read_text()
     for fig in ("degradation", "experiment_gradients_weights", "experiment_gradients_outputs",
-                "experiment_responses", "plain20_curves", "resnet20_curves"):
+                "experiment_responses", "plain20_curves", "resnet20_curves", "resnet20_gradient_history"):
         assert f'id="fig-{fig}"' in html, fig
         assert (root / "figures" / f"{fig}.png").is_file() and (root / "figures" / f"{fig}.svg").is_file()
     assert "http://" not in html and "https://" not in html  # self-contained

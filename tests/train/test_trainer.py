@@ -13,7 +13,7 @@ from reslab.errors import CheckpointError
 from reslab.models.googlenet import AuxOutputs
 from reslab.models.resnet import BasicBlock, ResNet
 from reslab.schedules import LRController, multistep
-from reslab.train import (Callback, Checkpointer, EarlyStopping, MetricsLogger, TensorBoardLogger, Trainer,
+from reslab.train import (Callback, Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, TensorBoardLogger, Trainer,
                           TrainingDiverged, classification_loss, load_checkpoint, save_checkpoint)
 from reslab.train.checkpoint import load_model_state
 from reslab.train.tensorboard import read_scalars
@@ -149,6 +149,33 @@ def test_metrics_logger_drops_rows_after_the_resumed_step(tmp_path):
     trainer.step = 4
     MetricsLogger(path).on_fit_start(trainer)
     assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [2, 4]
+
+
+def test_gradient_recorder_logs_the_gradients_the_optimizer_used(tmp_path):
+    ds = make_dataset()
+    seen = {}
+
+    class Grab(Callback):  # the norms of the last step's gradients, taken independently
+        def on_batch_end(self, trainer, metrics):
+            seen[trainer.step] = [None if m.weight.grad is None else float(m.weight.grad.norm())
+                                  for m in trainer.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    trainer = make_trainer([Grab()], survival_prob=0.5)
+    trainer.callbacks.append(GradientRecorder(tmp_path / "g.jsonl", trainer.model))
+    trainer.fit(make_loader(ds), make_loader(ds, shuffle=False, augment=False), total_steps=12)
+    rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [6, 12]
+    n_layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in trainer.model.modules())
+    for r in rows:
+        assert len(r["layers"]) == len(r["weight_grad_norm"]) == n_layers
+        assert r["layers"][0] == "conv1" and r["layers"][-1] == "fc"
+        got, want = r["weight_grad_norm"], seen[r["step"]]
+        assert [v is None for v in got] == [v is None for v in want]  # blocks dropped in that step
+        assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-6)
+    # on resume the rows after the checkpoint's step go
+    trainer.step = 6
+    GradientRecorder(tmp_path / "g.jsonl", trainer.model).on_fit_start(trainer)
+    assert [json.loads(l)["step"] for l in (tmp_path / "g.jsonl").read_text().splitlines()] == [6]
 
 
 def test_aux_losses_weighted():

@@ -107,6 +107,10 @@ def run_section(page: Page, run_dir: Path, *, label: str | None = None) -> None:
     if rows:
         page.figure(plots.run_curves_figure(rows, title=name), f"{name}_curves",
                     f"{name}: error and loss per iteration (thin: training, bold: validation).")
+    grads = read_jsonl(run_dir / "gradients.jsonl")
+    if grads:
+        page.figure(plots.gradient_history_figure(grads, title=name), f"{name}_gradient_history",
+                    f"{name}: weight-gradient norms recorded during training (train.record_gradients).")
     analysis_sections(page, run_dir / "analysis", prefix=name)
     if (run_dir / "config.toml").is_file():
         page.pre((run_dir / "config.toml").read_text())

@@ -98,6 +98,37 @@ def gradient_figure(flows: dict[str, dict], *, key: str = "weight_grad_norm", ti
     return fig
 
 
+def gradient_history_figure(rows: Sequence[dict], *, title: str = "", curves: int = 6):
+    """Gradient norms recorded during training (``gradients.jsonl``): per-layer weight-gradient norm
+    against depth at a few recorded steps (early: light, late: dark), and the first/last-layer ratio
+    at every recorded step."""
+    fig, (ax_d, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+    if rows:
+        picks = sorted({round(i * (len(rows) - 1) / max(curves - 1, 1)) for i in range(curves)})
+        cmap = plt.get_cmap("viridis")
+        for j, i in enumerate(picks):
+            norms = rows[i]["weight_grad_norm"]
+            xs = [k + 1 for k, v in enumerate(norms) if v]
+            ax_d.semilogy(xs, [v for v in norms if v], lw=1.2, color=cmap(0.9 - 0.8 * j / max(len(picks) - 1, 1)),
+                          label=f"step {rows[i]['step']}")
+        ratios = [(r["step"], r["weight_grad_norm"][0] / r["weight_grad_norm"][-1]) for r in rows
+                  if r["weight_grad_norm"][0] and r["weight_grad_norm"][-1]]
+        ax_r.semilogy([s for s, _ in ratios], [q for _, q in ratios], "-o", ms=3, color=COLORS[0])
+        ax_r.axhline(1.0, color="gray", lw=0.8, ls=":")
+        ax_d.legend(fontsize=7)
+    ax_d.set_xlabel("layer (input to output)")
+    ax_d.set_ylabel("weight-gradient norm")
+    ax_d.set_title("per-layer gradient norm at recorded steps")
+    ax_r.set_xlabel("iteration")
+    ax_r.set_ylabel("first layer / last layer")
+    ax_r.set_title("first-layer / last-layer gradient norm (< 1: smaller at the input)")
+    for ax in (ax_d, ax_r):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def responses_figure(responses: dict[str, Sequence[dict]], *, title: str = ""):
     """He et al. Figure 7: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
     fig, (ax_o, ax_s) = plt.subplots(2, 1, figsize=(8, 6.5))

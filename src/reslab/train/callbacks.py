@@ -14,11 +14,25 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from torch import nn
+
 from reslab.train.checkpoint import save_checkpoint
 from reslab.train.tensorboard import EventWriter
 
 if TYPE_CHECKING:
     from reslab.train.trainer import Trainer
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """On resume, drop the rows written after the checkpoint the run restarts from."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 class Callback:
@@ -44,15 +58,10 @@ class MetricsLogger(Callback):
         self.path = Path(path)
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        # On resume, drop rows written after the checkpoint the run restarts from.
-        if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= trainer.step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+        truncate_jsonl(self.path, trainer.step)
 
     def _append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, row)
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if "train_loss" in metrics:  # a logging step
@@ -87,6 +96,31 @@ class TensorBoardLogger(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class GradientRecorder(Callback):
+    """Per-layer gradient norms during training, one ``gradients.jsonl`` row per evaluation.
+
+    Each row holds the norm of every convolution's and linear layer's weight gradient (module order)
+    from the last training step before the evaluation: after loss scaling is undone and after
+    clipping, i.e. the gradient the optimizer used. A layer without a gradient in that step (a block
+    dropped by stochastic depth) is recorded as ``null``. Costs one norm per layer per evaluation.
+    """
+
+    def __init__(self, path: str | Path, model: Any) -> None:
+        self.path = Path(path)
+        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        truncate_jsonl(self.path, trainer.step)
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        norms = [float(m.weight.grad.detach().float().norm()) if m.weight.grad is not None else None
+                 for _, m in self.layers]
+        if all(v is None for v in norms):  # no training step yet
+            return
+        append_jsonl(self.path, {"step": trainer.step, "epoch": metrics.get("epoch"),
+                                 "layers": [n for n, _ in self.layers], "weight_grad_norm": norms})
 
 
 class EarlyStopping(Callback):
