@@ -155,6 +155,15 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     for fig in ("lesion", "paths", "landscape", "interpolation", "gradients_weights", "responses"):
         assert f'id="fig-resnet20_{fig}"' in html, fig
     assert main(["analyze", "lesion"]) == 2  # no run folder given
+    # with the plain twin analysed too, the experiment's report draws them side by side
+    plain = str(tmp / "e" / "runs" / "plain20")
+    assert main(["analyze", "lesion", plain, "--images", "64", "--draws", "2"]) == 0
+    assert main(["analyze", "landscape", plain, "--images", "64", "--resolution", "3"]) == 0
+    assert main(["report", str(tmp / "e")]) == 0
+    html = (tmp / "e" / "report.html").read_text()
+    for fig in ("compare_lesion", "compare_landscape", "compare_interpolation"):
+        assert f'id="fig-{fig}"' in html, fig
+    assert 'id="fig-compare_paths"' not in html  # only one network has a paths analysis
 
 
 def test_optimizer_comparison_experiment(tmp_path):

@@ -168,6 +168,30 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
             page.p(resp["verdict"], "verdict")
 
 
+def comparison_sections(page: Page, root: Path, runs: list[str]) -> None:
+    """The per-run analyses (lesion, paths, landscape) of two or more runs, drawn in one figure each."""
+    found = {kind: {} for kind in ("lesion", "paths", "landscape")}
+    for name in runs:
+        for kind in found:
+            result = read_json(root / "runs" / name / "analysis" / f"{kind}.json")
+            if result:
+                found[kind][name] = result
+    if len(found["lesion"]) > 1:
+        page.h2("Lesion study, side by side")
+        page.figure(plots.lesion_figure(found["lesion"]), "compare_lesion",
+                    "Validation error after deleting blocks at test time, every analysed network.")
+    if len(found["paths"]) > 1:
+        page.h2("Paths, side by side")
+        page.figure(plots.paths_figure(found["paths"]), "compare_paths",
+                    "Path-length distribution and gradient per path length, every analysed network.")
+    if len(found["landscape"]) > 1:
+        page.h2("Loss landscapes, side by side")
+        page.figure(plots.landscape_figure(found["landscape"]), "compare_landscape",
+                    "Filter-normalised 2-D slices around each trained network (Li et al. Figure 5).")
+        page.figure(plots.interpolation_figure(found["landscape"]), "compare_interpolation",
+                    "Loss from the trained weights (0) to the initialisation (1), every analysed network.")
+
+
 def experiment_sections(page: Page, root: Path, exp: dict) -> None:
     page.p(exp.get("description", ""))
     if exp.get("verdict"):
@@ -185,6 +209,7 @@ def experiment_sections(page: Page, root: Path, exp: dict) -> None:
         page.figure(plots.degradation_figure(curves, exp["panels"]), "degradation",
                     "Thin lines: training error; bold lines: validation error (as He et al. Figure 6).")
     analysis_sections(page, root / "analysis", prefix="experiment")
+    comparison_sections(page, root, exp.get("runs", []))
     for name in exp.get("runs", []):
         if (root / "runs" / name).is_dir():
             run_section(page, root / "runs" / name, label=name)
