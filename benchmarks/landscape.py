@@ -38,10 +38,12 @@ def main() -> None:
     p.add_argument("--straightforward-points", type=int, default=21)
     p.add_argument("--forward-points", type=int, default=0,
                    help="forward-only passes timed (default 0: as many as grid points)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="of all three methods")
     p.add_argument("--json")
     args = p.parse_args()
 
-    from reslab.analyze import analysis_batch, analyze_landscape, heldout_batches, load_run
+    from reslab.analyze import (analysis_batch, analyze_landscape, eval_precision, heldout_batches,
+                                landscape_grid_file, load_run)
     if args.run:
         cfg, model, state = load_run(Path(args.run))
         batches, _, y = heldout_batches(cfg, state, args.images, model=model)
@@ -58,36 +60,41 @@ def main() -> None:
     points = args.resolution ** 2
     forward_points = args.forward_points or points
 
-    evaluate(model, batches)  # warm-up
-    t = time.perf_counter()
-    for _ in range(forward_points):
-        evaluate(model, batches)
-    forward_only = (time.perf_counter() - t) * points / forward_points
-
-    if args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
-        (Path(args.run) / "analysis" / f"landscape_{args.resolution}.npz").unlink(missing_ok=True)
-        _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images)
-        ours = result["surface"]["seconds"]
-    else:
+    _, context = eval_precision(args.precision)
+    with context:
+        evaluate(model, batches)  # warm-up
         t = time.perf_counter()
-        surface(model, d1, d2, coords, batches)
-        ours = time.perf_counter() - t
+        for _ in range(forward_points):
+            evaluate(model, batches)
+        forward_only = (time.perf_counter() - t) * points / forward_points
 
-    names = [n for n, _ in model.named_parameters()]
-    origin = {n: p.detach().clone() for n, p in model.named_parameters()}
-    k = args.straightforward_points
-    t = time.perf_counter()
-    for i in range(k):
-        a, b = coords[i % args.resolution], coords[i // args.resolution]
-        probe = copy.deepcopy(model)
-        sd = probe.state_dict()
-        for j, n in enumerate(names):
-            sd[n] = origin[n] + a * d1[j] + b * d2[j]
-        probe.load_state_dict(sd)
-        evaluate(probe, batches)
-    straight_per_point = (time.perf_counter() - t) / k
+        if args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
+            (Path(args.run) / "analysis" / landscape_grid_file(args.resolution, args.images, args.precision, 0)
+             ).unlink(missing_ok=True)
+            _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images,
+                                          precision=args.precision)
+            ours = result["surface"]["seconds"]
+        else:
+            t = time.perf_counter()
+            surface(model, d1, d2, coords, batches)
+            ours = time.perf_counter() - t
+
+        names = [n for n, _ in model.named_parameters()]
+        origin = {n: p.detach().clone() for n, p in model.named_parameters()}
+        k = args.straightforward_points
+        t = time.perf_counter()
+        for i in range(k):
+            a, b = coords[i % args.resolution], coords[i // args.resolution]
+            probe = copy.deepcopy(model)
+            sd = probe.state_dict()
+            for j, n in enumerate(names):
+                sd[n] = origin[n] + a * d1[j] + b * d2[j]
+            probe.load_state_dict(sd)
+            evaluate(probe, batches)
+        straight_per_point = (time.perf_counter() - t) / k
 
     result = {"model": name, "run": args.run, "resolution": args.resolution, "images": len(y),
+              "precision": args.precision,
               "threads": torch.get_num_threads(), "forward_points_timed": forward_points,
               "forward_only_s": forward_only, "reslab_s": ours, "ratio_to_forward_only": ours / forward_only,
               "straightforward_s_per_point": straight_per_point,

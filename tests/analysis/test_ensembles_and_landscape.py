@@ -140,3 +140,19 @@ def test_deleting_a_preactivation_block_leaves_its_shortcut_without_relu():
     down = next(i for i, b in enumerate(blocks) if b.downsample is not None)
     with torch.no_grad(), deleted(blocks, [down]):
         assert torch.equal(blocks[down](x), blocks[down].shortcut(x))
+
+
+def test_evaluation_precision_of_the_analyses():
+    from reslab.analyze import eval_precision
+    from reslab.errors import ReslabError
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 8, 8)
+    name, context = eval_precision("fp32")
+    with context:
+        assert name == "fp32" and conv(x).dtype == torch.float32
+    name, context = eval_precision("bf16")
+    with context:
+        assert name == "bf16" and conv(x).dtype == torch.bfloat16
+    with pytest.raises(ReslabError, match="fp32, bf16 or auto"):
+        eval_precision("fp16")
