@@ -104,7 +104,8 @@ class GradientRecorder(Callback):
     Each row holds the norm of every convolution's and linear layer's weight gradient (module order)
     from the last training step before the evaluation: after loss scaling is undone and after
     clipping, i.e. the gradient the optimizer used. A layer without a gradient in that step (a block
-    dropped by stochastic depth) is recorded as ``null``. Costs one norm per layer per evaluation.
+    dropped by stochastic depth) is recorded as ``null``, or as 0 under reslab's flat-buffer optimizers,
+    which keep every gradient attached. Costs one norm per layer per evaluation.
     """
 
     def __init__(self, path: str | Path, model: Any) -> None:
