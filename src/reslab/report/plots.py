@@ -229,18 +229,28 @@ def landscape_figure(results: dict[str, dict]):
     """Li et al.: contour of the 2-D slice (log loss) and a 3-D surface, one row per network."""
     n = len(results)
     fig = plt.figure(figsize=(12, 4.8 * n))
+    surfaces = {label: np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
+                for label, r in results.items()}
+    # One set of contour levels and one height scale for every network, so that a steep, chaotic
+    # surface shows as many crowded contours beside a wide basin's few (Li et al. Figure 5).
+    finite = np.concatenate([z[np.isfinite(z)].ravel() for z in surfaces.values()])
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(min(finite.max(), lo + 3.0)) if finite.size else 1.0
+    levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 26)
     for i, (label, r) in enumerate(results.items()):
         coords = np.array(r["surface"]["coords"])
-        Z = np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
+        Z = surfaces[label]
         X, Y = np.meshgrid(coords, coords)
         ax = fig.add_subplot(n, 2, 2 * i + 1)
-        cs = ax.contour(X, Y, Z, levels=25, cmap="viridis")
+        cs = ax.contour(X, Y, Z, levels=levels, cmap="viridis")
         ax.clabel(cs, fontsize=6, fmt="%.1f")
         ax.plot(0, 0, "r*")
         ax.set_title(f"{label}: log10 loss, filter-normalised directions")
         ax3 = fig.add_subplot(n, 2, 2 * i + 2, projection="3d")
-        ax3.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=True)
-        ax3.set_title(f"{label}: surface")
+        ax3.plot_surface(X, Y, np.minimum(Z, levels[-1]), cmap="viridis", vmin=levels[0], vmax=levels[-1],
+                         linewidth=0, antialiased=True)
+        ax3.set_zlim(levels[0], levels[-1])
+        ax3.set_title(f"{label}: surface (log10 loss, clipped at {levels[-1]:.1f})")
     fig.tight_layout()
     return fig
 
