@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--forward-points", type=int, default=0,
                    help="forward-only passes timed (default 0: as many as grid points)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="of all three methods")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes of reslab's grid")
     p.add_argument("--json")
     args = p.parse_args()
 
@@ -72,11 +73,11 @@ def main() -> None:
             (Path(args.run) / "analysis" / landscape_grid_file(args.resolution, args.images, args.precision, 0)
              ).unlink(missing_ok=True)
             _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images,
-                                          precision=args.precision)
+                                          precision=args.precision, jobs=args.jobs)
             ours = result["surface"]["seconds"]
         else:
             t = time.perf_counter()
-            surface(model, d1, d2, coords, batches)
+            surface(model, d1, d2, coords, batches, jobs=args.jobs)
             ours = time.perf_counter() - t
 
         names = [n for n, _ in model.named_parameters()]
@@ -94,7 +95,7 @@ def main() -> None:
         straight_per_point = (time.perf_counter() - t) / k
 
     result = {"model": name, "run": args.run, "resolution": args.resolution, "images": len(y),
-              "precision": args.precision,
+              "precision": args.precision, "jobs": args.jobs,
               "threads": torch.get_num_threads(), "forward_points_timed": forward_points,
               "forward_only_s": forward_only, "reslab_s": ours, "ratio_to_forward_only": ours / forward_only,
               "straightforward_s_per_point": straight_per_point,

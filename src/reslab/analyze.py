@@ -261,7 +261,7 @@ def landscape_grid_file(resolution: int, images: int, precision: str, seed: int)
 
 
 def analyze_landscape(target: str, *, resolution: int = 21, span: float = 1.0, images: int = 2000,
-                      seed: int = 0, progress=None, precision: str = "fp32") -> tuple[Path, dict]:
+                      seed: int = 0, progress=None, precision: str = "fp32", jobs: int = 1) -> tuple[Path, dict]:
     """2-D filter-normalised slice around the trained weights, and the 1-D path from initialisation."""
     import numpy as np
 
@@ -279,7 +279,8 @@ def analyze_landscape(target: str, *, resolution: int = 21, span: float = 1.0, i
     precision, context = eval_precision(precision)
     with context:
         grid = surface(model, d1, d2, coords, batches,
-                       checkpoint=out_dir / landscape_grid_file(resolution, images, precision, seed), progress=progress)
+                       checkpoint=out_dir / landscape_grid_file(resolution, images, precision, seed), progress=progress,
+                       jobs=jobs)
         init = fresh_model(cfg, state["num_classes"]).state_dict()
         line = interpolate(model, init, np.linspace(0.0, 1.0, 21).tolist(), batches)
     line["from"], line["to"] = "trained (alpha 0)", "initialisation (alpha 1)"

@@ -222,6 +222,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from reslab import analyze
 
+    if args.jobs < 1:
+        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
     if args.what == "gradients":
         path, result = analyze.analyze_gradients(args.target, batch=args.batch,
                                                  out=Path(args.out) if args.out else None)
@@ -255,7 +257,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 print(f"\r  landscape row {i}/{n}", end="", file=sys.stderr, flush=True)
             path, result = analyze.analyze_landscape(args.target, resolution=args.resolution, span=args.span,
                                                      images=args.images, progress=progress,
-                                                     precision=args.precision)
+                                                     precision=args.precision, jobs=args.jobs)
             print(file=sys.stderr)
             print(f"{result['model']}: {args.resolution}x{args.resolution} grid on {result['images']} images in "
                   f"{result['surface']['seconds']:.0f} s")
@@ -369,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--span", type=float, default=1.0, help="landscape: grid from -span to span")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                    help="lesion, landscape: evaluation precision (bf16: about 2x faster on a CPU with bf16)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="landscape: worker processes sharing the grid rows (for many-core CPUs; default 1)")
 
     p = sub.add_parser("report", help="build report.html for a run or experiment folder")
     p.add_argument("folder")

@@ -118,6 +118,22 @@ def test_landscape_at_the_origin_is_the_models_loss_and_matches_the_straightforw
     assert calls == [] and again["loss"] == result["loss"]
 
 
+def test_landscape_rows_in_worker_processes_equal_the_serial_grid(tmp_path):
+    model = tiny()
+    x, y = data()
+    batches = fixed_batches(x, y, 8)
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
+    coords = [-0.5, 0.0, 0.5]
+    serial = surface(model, d1, d2, coords, batches)
+    rows = []
+    parallel = surface(model, d1, d2, coords, batches, jobs=2, checkpoint=tmp_path / "grid.npz",
+                       progress=lambda i, n: rows.append(i))
+    np.testing.assert_allclose(parallel["loss"], serial["loss"], rtol=1e-6)
+    np.testing.assert_allclose(parallel["error"], serial["error"])
+    assert rows == [1, 2, 3] and np.load(tmp_path / "grid.npz")["loss"].shape == (3, 3)
+
+
 def test_interpolation_ends_at_both_models():
     a, b = tiny(seed=0), tiny(seed=1)
     x, y = data()

@@ -155,6 +155,7 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     for fig in ("lesion", "paths", "landscape", "interpolation", "gradients_weights", "responses"):
         assert f'id="fig-resnet20_{fig}"' in html, fig
     assert main(["analyze", "lesion"]) == 2  # no run folder given
+    assert main(["analyze", "landscape", run, "--jobs", "0"]) == 2
     # with the plain twin analysed too, the experiment's report draws them side by side
     plain = str(tmp / "e" / "runs" / "plain20")
     assert main(["analyze", "lesion", plain, "--images", "64", "--draws", "2"]) == 0

@@ -7,7 +7,8 @@ biases (1-D tensors) are not perturbed, and BatchNorm uses its running statistic
 
 Evaluation moves the model's own weights in place, theta = theta* + a d1 + b d2, with a few fused
 vector operations per grid point, on a fixed subset of images already on the device in batches: no
-copy of the model, no reloading of weights. A grid is saved after each row and resumes where it stopped.
+copy of the model, no reloading of weights. A grid is saved after each row and resumes where it stopped;
+its rows can be spread over worker processes.
 
 References:
     Li, Xu, Taylor, Studer, Goldstein. Visualizing the Loss Landscape of Neural Nets. NeurIPS 2018.
@@ -86,10 +87,54 @@ def interpolate(model: nn.Module, target_state: dict[str, Tensor], alphas: Seque
     return {"alphas": list(map(float, alphas)), "loss": losses, "error": errors}
 
 
+def _row(model: nn.Module, mover: WeightMover, coords: Sequence[float], b: float,
+         batches: list[tuple[Tensor, Tensor]]) -> tuple[list[float], list[float]]:
+    losses, errors = [], []
+    for a in coords:
+        mover.move(float(a), float(b))
+        loss, err = evaluate(model, batches)
+        losses.append(loss)
+        errors.append(err)
+    return losses, errors
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(model, d1, d2, coords, batches, threads: int, autocast_dtype) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(model=model, mover=WeightMover(model, d1, d2), coords=coords, batches=batches,
+                   autocast_dtype=autocast_dtype)
+
+
+def _worker_row(i: int) -> tuple[int, list[float], list[float]]:
+    w = _WORKER
+    dtype = w["autocast_dtype"]
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        return (i, *_row(w["model"], w["mover"], w["coords"], w["coords"][i], w["batches"]))
+
+
+def _rows_in_processes(model, d1, d2, coords, batches, rows: list[int], jobs: int):
+    """Rows computed by ``jobs`` worker processes (spawned, each with its share of the threads and its own
+    copy of the model), yielded as they finish. CPU only."""
+    import torch.multiprocessing as mp
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs, initializer=_init_worker,
+                  initargs=(model, list(d1), list(d2), list(coords), batches, threads, dtype)) as pool:
+        yield from pool.imap_unordered(_worker_row, rows)
+
+
 def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords: Sequence[float],
             batches: list[tuple[Tensor, Tensor]], *, checkpoint: Path | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Loss and error on the grid coords x coords around the model's weights; resumable via ``checkpoint``."""
+            progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> dict:
+    """Loss and error on the grid coords x coords around the model's weights; resumable via ``checkpoint``.
+
+    ``jobs > 1`` spreads the rows over that many worker processes (CPU models only), the threads split
+    between them: worth it on a many-core CPU, where one evaluation no longer scales across all cores.
+    """
     n = len(coords)
     loss = np.full((n, n), np.nan)
     error = np.full((n, n), np.nan)
@@ -97,20 +142,21 @@ def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords
         saved = np.load(checkpoint)
         if saved["loss"].shape == loss.shape and np.allclose(saved["coords"], coords):
             loss, error = saved["loss"].copy(), saved["error"].copy()
+    todo = [i for i in range(n) if np.isnan(loss[i]).any()]  # row i: fixed beta = coords[i]
     start = time.perf_counter()
     with WeightMover(model, d1, d2) as mover:
-        for i, b in enumerate(coords):  # row i: fixed beta
-            if not np.isnan(loss[i]).any():
-                continue
-            for j, a in enumerate(coords):
-                mover.move(float(a), float(b))
-                loss[i, j], error[i, j] = evaluate(model, batches)
+        if jobs > 1 and len(todo) > 1 and next(model.parameters()).device.type == "cpu":
+            rows = _rows_in_processes(model, d1, d2, coords, batches, todo, min(jobs, len(todo)))
+        else:
+            rows = ((i, *_row(model, mover, coords, coords[i], batches)) for i in todo)
+        for done, (i, row_loss, row_error) in enumerate(rows, start=n - len(todo) + 1):
+            loss[i], error[i] = row_loss, row_error
             if checkpoint is not None:
                 tmp = checkpoint.with_suffix(".tmp.npz")
                 np.savez(tmp, loss=loss, error=error, coords=np.asarray(coords))
                 tmp.replace(checkpoint)
             if progress is not None:
-                progress(i + 1, n)
+                progress(done, n)
     return {"coords": list(map(float, coords)), "loss": loss.tolist(), "error": error.tolist(),
             "seconds": time.perf_counter() - start}
 
