@@ -133,7 +133,7 @@ def test_stochastic_depth_experiment_and_its_test_time_check(tmp_path):
     scaling = json.loads((tmp_path / "sd" / "analysis" / "test_time_scaling.json").read_text())
     assert scaling["deterministic"] and scaling["max_abs_difference"] < 1e-5
     assert scaling["survival_probs"][-1] == pytest.approx(0.5)
-    assert 'id="fig-degradation"' in (tmp_path / "sd" / "report.html").read_text()
+    assert 'id="fig-curves"' in (tmp_path / "sd" / "report.html").read_text()
 
 
 def test_analyze_commands_write_results_and_the_report_shows_them(experiment, capsys):
@@ -173,7 +173,7 @@ def test_optimizer_comparison_experiment(tmp_path):
     exp = run_optimizers(base_cfg(tmp_path), ["sgd", "adam"], tmp_path / "opt")
     assert [r["optimizer"] for r in exp["table"]] == ["sgd", "adam"]
     assert exp["table"][1]["lr"] == 1e-3
-    assert 'id="fig-degradation"' in (tmp_path / "opt" / "report.html").read_text()
+    assert 'id="fig-curves"' in (tmp_path / "opt" / "report.html").read_text()
 
 
 def test_architectures_experiment_reports_each_network(tmp_path):

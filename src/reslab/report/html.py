@@ -206,8 +206,11 @@ def experiment_sections(page: Page, root: Path, exp: dict) -> None:
     curves = {name: read_jsonl(root / "runs" / name / "metrics.jsonl") for name in exp.get("runs", [])}
     if exp.get("panels"):
         page.h2("Training and validation error")
-        page.figure(plots.degradation_figure(curves, exp["panels"]), "degradation",
-                    "Thin lines: training error; bold lines: validation error (as He et al. Figure 6).")
+        if exp.get("kind") in ("degradation", "depth"):
+            name, caption = "degradation", "Thin lines: training error; bold lines: validation error (as He et al. Figure 6)."
+        else:
+            name, caption = "curves", "Thin lines: training error; bold lines: validation error."
+        page.figure(plots.degradation_figure(curves, exp["panels"]), name, caption)
     analysis_sections(page, root / "analysis", prefix="experiment")
     comparison_sections(page, root, exp.get("runs", []))
     for name in exp.get("runs", []):
