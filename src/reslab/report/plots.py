@@ -121,7 +121,7 @@ def gradient_history_figure(rows: Sequence[dict], *, title: str = "", curves: in
     ax_d.set_title("per-layer gradient norm at recorded steps")
     ax_r.set_xlabel("iteration")
     ax_r.set_ylabel("first layer / last layer")
-    ax_r.set_title("first-layer / last-layer gradient norm (< 1: smaller at the input)")
+    ax_r.set_title("first / last layer gradient norm")
     for ax in (ax_d, ax_r):
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title)
