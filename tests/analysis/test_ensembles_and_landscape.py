@@ -68,6 +68,19 @@ def test_lesion_study_shapes():
     assert len(out["reorder"]) == 2
 
 
+def test_lesion_of_a_plain_network_skips_what_cannot_be_deleted():
+    model = tiny(shortcut="none")
+    x, y = data()
+    out = lesion_study(model, fixed_batches(x, y, 8), draws=2, reorder_swaps=(1,))
+    shape_changing = [False, False, False, True, False, False, True, False]
+    assert [b["downsampling"] for b in out["single"]] == shape_changing
+    assert [b["error"] is None for b in out["single"]] == shape_changing  # nothing would carry the input on
+    assert [r["k"] for r in out["random_k"]] == list(range(1, 7))
+    with pytest.raises(ValueError, match="cannot be deleted"):
+        with deleted(model.blocks(), [3]):
+            pass
+
+
 def test_path_counts_are_binomial_and_sum_to_2_to_the_n():
     for n in (1, 3, 9, 54):
         counts = path_length_counts(n)
@@ -132,6 +145,7 @@ def test_landscape_rows_in_worker_processes_equal_the_serial_grid(tmp_path):
     np.testing.assert_allclose(parallel["loss"], serial["loss"], rtol=1e-6)
     np.testing.assert_allclose(parallel["error"], serial["error"])
     assert rows == [1, 2, 3] and np.load(tmp_path / "grid.npz")["loss"].shape == (3, 3)
+    assert evaluate(model, batches)[0] == pytest.approx(serial["loss"][1][1], rel=1e-6)  # the workers moved copies
 
 
 def test_interpolation_ends_at_both_models():

@@ -21,12 +21,15 @@ def base_cfg(tmp_path, steps=4):
                               f"--data.cache_dir=\"{tmp_path / 'cache'}\""])
 
 
+def experiment_cfg(tmp_path):
+    cfg = base_cfg(tmp_path)
+    return replace(cfg, train=replace(cfg.train, record_gradients=True))
+
+
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exp")
-    cfg = base_cfg(tmp)
-    cfg = replace(cfg, train=replace(cfg.train, record_gradients=True))
-    exp = run_degradation(cfg, ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
+    exp = run_degradation(experiment_cfg(tmp), ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
     return tmp, exp
 
 
@@ -49,7 +52,7 @@ def test_experiment_writes_table_verdict_and_report(experiment):
 
 def test_rerun_skips_finished_runs(experiment, monkeypatch):
     tmp, _ = experiment
-    cfg = base_cfg(tmp)
+    cfg = experiment_cfg(tmp)
     called = []
     monkeypatch.setattr(exp_runner, "run_training", lambda *a, **k: called.append(a))
     exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp / "e")

@@ -103,6 +103,9 @@ _WORKER: dict = {}
 
 def _init_worker(model, d1, d2, coords, batches, threads: int, autocast_dtype) -> None:
     torch.set_num_threads(threads)
+    # Tensors reach the workers in shared memory: without a private copy, every worker (and the parent)
+    # would move the same weights at once.
+    model = copy.deepcopy(model)
     _WORKER.update(model=model, mover=WeightMover(model, d1, d2), coords=coords, batches=batches,
                    autocast_dtype=autocast_dtype)
 

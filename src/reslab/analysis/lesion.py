@@ -3,7 +3,8 @@
 A deleted block becomes its shortcut: H(x) = ReLU(shortcut(x)) in the post-activation form (which is
 x itself for the identity shortcut, as x >= 0 there), shortcut(x) in the pre-activation form. In a
 plain network the same operation removes the block's layers from the only path there is. Blocks whose
-shortcut changes dimensions (zero padding or a projection, not the identity) are reported apart.
+shortcut changes dimensions (zero padding or a projection, not the identity) are reported apart; a
+plain block that changes the shape cannot be deleted at all (its error is recorded as ``None``).
 
 References:
     Veit, Wilber, Belongie. Residual Networks Behave Like Ensembles of Relatively Shallow Networks.
@@ -23,10 +24,21 @@ from reslab.analysis.common import evaluate
 
 
 def is_downsampling(block: nn.Module) -> bool:
-    return getattr(block, "downsample", None) is not None
+    """The block's shortcut is not the identity: zero padding or a projection, or, in a plain network,
+    the block changes the shape (it has no shortcut to fall back to)."""
+    return getattr(block, "downsample", None) is not None or bool(getattr(block, "changes_shape", False))
+
+
+def deletable(block: nn.Module) -> bool:
+    """A block can be deleted when something is left to carry its input on: its shortcut (whatever it
+    is), or, in a plain network, nothing at all when the shape does not change."""
+    return getattr(block, "residual_connection", True) or not getattr(block, "changes_shape", False)
 
 
 def _skip_forward(block: nn.Module):
+    if not deletable(block):
+        raise ValueError("a plain block that changes the shape cannot be deleted: nothing is left to carry it")
+
     def forward(x: Tensor) -> Tensor:
         if getattr(block, "downsample", None) is None:
             return x  # identity shortcut: ReLU(x) = x for the non-negative input of a post-activation block
@@ -77,8 +89,10 @@ def lesion_study(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, draw
     _, base = evaluate(model, batches)
     single = []
     for i, b in enumerate(blocks):
-        with deleted(blocks, [i]):
-            _, err = evaluate(model, batches)
+        err = None  # a plain down-sampling block: no deletion to make
+        if deletable(b):
+            with deleted(blocks, [i]):
+                _, err = evaluate(model, batches)
         single.append({"block": i, "downsampling": is_downsampling(b), "error": err})
     identity = [i for i, b in enumerate(blocks) if not is_downsampling(b)]
     random_k = []

@@ -28,7 +28,7 @@ class PreActBlock(ResidualBlock):
         # The projection acts on the pre-activated input and needs no BN of its own.
         super().__init__(downsample=make_shortcut(shortcut, in_planes, out_planes, stride, "none"),
                          residual_connection=shortcut != "none", survival_prob=survival_prob,
-                         drop_mode=drop_mode)
+                         drop_mode=drop_mode, changes_shape=stride != 1 or in_planes != out_planes)
 
     def branch(self, pre: Tensor) -> Tensor:
         raise NotImplementedError

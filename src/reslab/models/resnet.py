@@ -44,11 +44,12 @@ class ResidualBlock(nn.Module):
     last_norm: str  # attribute name of the branch's last normalisation layer
 
     def __init__(self, *, downsample: nn.Module | None, residual_connection: bool, survival_prob: float,
-                 drop_mode: str) -> None:
+                 drop_mode: str, changes_shape: bool = False) -> None:
         super().__init__()
         if not residual_connection and survival_prob < 1.0:
             raise ValueError("stochastic depth needs a shortcut: a plain block cannot be skipped")
         self.downsample = downsample
+        self.changes_shape = changes_shape  # output shape differs from the input's (stride or width)
         self.residual_connection = residual_connection
         self.drop = StochasticDepth(survival_prob, drop_mode)
 
@@ -84,7 +85,8 @@ class BasicBlock(ResidualBlock):
                  survival_prob: float = 1.0, drop_mode: str = "batch") -> None:
         super().__init__(
             downsample=make_shortcut(shortcut, in_planes, planes, stride, norm),
-            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode)
+            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
+            changes_shape=stride != 1 or in_planes != planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = norm2d(norm, planes)
         self.conv2 = conv3x3(planes, planes)
@@ -109,7 +111,8 @@ class Bottleneck(ResidualBlock):
         out_planes = planes * self.expansion
         super().__init__(
             downsample=make_shortcut(shortcut, in_planes, out_planes, stride, norm),
-            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode)
+            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
+            changes_shape=stride != 1 or in_planes != out_planes)
         self.conv1 = conv1x1(in_planes, planes)
         self.bn1 = norm2d(norm, planes)
         self.conv2 = conv3x3(planes, planes, stride)

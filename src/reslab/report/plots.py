@@ -175,7 +175,7 @@ def lesion_figure(studies: dict[str, dict]):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, (label, s) in enumerate(studies.items()):
         c = COLORS[i % 10]
-        single = s["single"]
+        single = [b for b in s["single"] if b["error"] is not None]  # a plain down-sampling block has none
         xs = [b["block"] + 1 for b in single]
         ax = axes[0]
         ax.plot(xs, [100 * b["error"] for b in single], "-o", ms=3, color=c, label=label)
