@@ -60,9 +60,10 @@ def gradient_verdict(flows: dict[str, dict]) -> str:
     parts = []
     for label, flow in flows.items():
         r = flow["ratio_first_last_weight"]
-        parts.append(f"{label}: first/last layer gradient ratio {r:.3g}, {classify_ratio(r)}")
+        healthy = VANISH <= r <= EXPLODE
+        parts.append(f"{label} {r:.3g}" + ("" if healthy else f" ({classify_ratio(r)})"))
     plain_healthy = [VANISH <= f["ratio_first_last_weight"] <= EXPLODE for l, f in flows.items() if "plain" in l]
-    text = "; ".join(parts) + "."
+    text = (f"First/last layer gradient ratio (healthy within {VANISH:g}-{EXPLODE:g}): " + ", ".join(parts) + ".")
     if plain_healthy and all(plain_healthy):
         text += (" The plain networks' gradients do not vanish: with BatchNorm, the measurements support He et "
                  "al.'s reading that degradation is an optimisation difficulty, not vanishing gradients.")

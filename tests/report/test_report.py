@@ -38,7 +38,7 @@ def test_experiment_writes_table_verdict_and_report(experiment):
     root = tmp / "e"
     assert {r["model"] for r in exp["table"]} == {"plain20", "resnet20"}
     assert any(line.startswith("Twins at depth 20") for line in exp["verdict"])
-    assert any("first/last layer gradient ratio" in line for line in exp["verdict"])
+    assert any("First/last layer gradient ratio" in line for line in exp["verdict"])
     assert (root / "analysis" / "gradients.json").is_file() and (root / "analysis" / "responses.json").is_file()
     flows = json.loads((root / "analysis" / "gradients.json").read_text())["flows"]
     assert set(flows) == {"plain20 init", "plain20 trained", "resnet20 init", "resnet20 trained"}
