@@ -200,7 +200,7 @@ def init_study(out: Path, *, depth: int = 30, width: int = 64, batch: int = 128,
 # -- why residual networks work (Veit et al., Li et al.) ------------------------------------------------
 def heldout_batches(cfg: RunConfig, state: dict, n: int, batch: int = 500, model: torch.nn.Module | None = None):
     """Held-out images in fixed batches. With ``model``, images and model go channels_last: the same fp32
-    numbers, and on a CPU the convolutions run about 1.5x faster in that layout."""
+    numbers, and on a CPU the convolutions run faster in that layout."""
     from reslab.analysis.common import fixed_batches
 
     x, y, _ = analysis_batch(cfg.data, n=n, stats=state.get("data_stats"))

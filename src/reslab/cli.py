@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=21, help="landscape: grid points per axis")
     p.add_argument("--span", type=float, default=1.0, help="landscape: grid from -span to span")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
-                   help="lesion, landscape: evaluation precision (bf16: about 2x faster on a CPU with bf16)")
+                   help="lesion, landscape: evaluation precision (bf16 is faster on a CPU with bf16 instructions)")
     p.add_argument("--jobs", type=int, default=1,
                    help="landscape: worker processes sharing the grid rows (for many-core CPUs; default 1)")
 
