@@ -68,3 +68,39 @@ def test_response_is_the_channel_std_after_bn():
     responses = {r.name: r.std for r in layer_responses(model, x)}
     expected = outs["r"].transpose(0, 1).flatten(1).std(dim=1).mean().item()
     assert responses["layer1.0.bn2"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_analysis_batch_takes_every_class_in_equal_share_and_mixes_them():
+    # The held-out set is stored class by class; its first images would all be one class, and a one-class
+    # batch distorts BatchNorm's batch statistics in the gradient analysis.
+    from reslab.analyze import analysis_batch
+    from reslab.config import DataConfig
+
+    cfg = DataConfig(dataset="sample", val_size=500)
+    x, y, data = analysis_batch(cfg, n=100)
+    assert x.shape[0] == 100 and y.shape == (100,)
+    assert torch.bincount(y, minlength=data.num_classes).tolist() == [10] * data.num_classes
+    assert len(set(y[:20].tolist())) >= 5
+    x2, y2, _ = analysis_batch(cfg, n=100)
+    assert torch.equal(x, x2) and torch.equal(y, y2)  # fixed: a pure function of the seed
+    full = data.val
+    assert x.shape[1:] == full.images.shape[1:] and abs(float(x.mean())) < 1.0
+
+
+@pytest.mark.parametrize("ratios, reading", [
+    ({"plain56 init": 2.0, "plain56 trained": 0.5, "resnet56 init": 1.0}, "support He et al.'s reading that"),
+    ({"plain56 init": 692.0, "plain56 trained": 0.6, "resnet56 trained": 1.4}, "at initialisation only (plain56 init"),
+    ({"plain56 init": 2.0, "plain56 trained": 0.01}, "support the notes' reading"),
+    ({"resnet56 init": 0.01}, None),
+])
+def test_gradient_verdict_says_which_reading_the_ratios_support(ratios, reading):
+    from reslab.analyze import gradient_verdict
+
+    text = gradient_verdict({label: {"ratio_first_last_weight": r} for label, r in ratios.items()})
+    assert text.startswith("First/last layer gradient ratio")
+    for label, r in ratios.items():
+        assert f"{label} {r:.3g}" in text
+    if reading is None:
+        assert "reading" not in text
+    else:
+        assert reading in text
