@@ -178,9 +178,12 @@ def responses_verdict(responses: dict[str, list[dict]]) -> str:
     plain = {k: m for k, m in means.items() if k.startswith("plain")}
     res = {k: m for k, m in means.items() if k.startswith(("resnet", "preact"))}
     if plain and res:
+        twins = [(k, "resnet" + k[len("plain"):]) for k in plain if "resnet" + k[len("plain"):] in res]
+        text += "".join(f" {r}'s mean response is {abs(100 * (1 - means[r] / means[p])):.0f}% "
+                        f"{'below' if means[r] < means[p] else 'above'} {p}'s." for p, r in twins)
         smaller = max(res.values()) < min(plain.values())
-        text += (" Residual layers respond more weakly than plain ones, as He et al. Figure 7 reports: the "
-                 "residual functions stay close to zero." if smaller else
+        text += (" Every residual network responds more weakly than every plain one, as in He et al. Figure 7: "
+                 "the residual functions lie closer to zero than the plain layers' mappings." if smaller else
                  " The residual layers' responses are not uniformly smaller than the plain ones here.")
     return text
 

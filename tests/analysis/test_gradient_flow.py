@@ -104,3 +104,16 @@ def test_gradient_verdict_says_which_reading_the_ratios_support(ratios, reading)
         assert "reading" not in text
     else:
         assert reading in text
+
+
+def test_responses_verdict_compares_twins_of_equal_depth():
+    from reslab.analyze import responses_verdict
+
+    def layers(*stds):
+        return [{"std": s} for s in stds]
+
+    text = responses_verdict({"plain56": layers(1.0, 1.0), "resnet56": layers(0.8, 0.9), "plain20": layers(1.2)})
+    assert "resnet56's mean response is 15% below plain56's." in text
+    assert "Every residual network responds more weakly" in text
+    text = responses_verdict({"plain20": layers(1.0), "resnet20": layers(1.1)})
+    assert "resnet20's mean response is 10% above plain20's." in text and "not uniformly smaller" in text
