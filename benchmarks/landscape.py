@@ -2,9 +2,10 @@
 straightforward method (for every grid point: copy the model, load the moved weights, evaluate).
 
 Usage: python benchmarks/landscape.py [--run runs/NAME | --model resnet56] [--resolution 21] [--images 2000]
-       [--straightforward-points 21] [--forward-points N]
+       [--straightforward-points 21] [--forward-points N] [--naive-points N]
 The straightforward method is timed on ``--straightforward-points`` grid points (one row by default) and
-reported per point; reslab's on the whole grid (with ``--run``, the ``reslab analyze landscape`` analysis
+reported per point; with ``--naive-points``, also as one would first write it, in fp32 and the default
+memory layout (what reslab's choice of layout and precision is worth on top of the method); reslab's on the whole grid (with ``--run``, the ``reslab analyze landscape`` analysis
 itself, whose result stays in the run folder); the forward passes on as many passes as grid points, or on
 ``--forward-points`` of them, scaled to the grid. All three in the same layout (channels_last, fp32) on
 the same batches. Run it with nothing else busy.
@@ -39,7 +40,11 @@ def main() -> None:
     p.add_argument("--forward-points", type=int, default=0,
                    help="forward-only passes timed (default 0: as many as grid points)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="of all three methods")
+    p.add_argument("--naive-points", type=int, default=0,
+                   help="grid points of the straightforward method in fp32 and the default layout (0: not timed)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes of reslab's grid")
+    p.add_argument("--no-grid", action="store_true",
+                   help="skip reslab's grid: time only the per-point baselines and the forward passes")
     p.add_argument("--json")
     args = p.parse_args()
 
@@ -69,7 +74,9 @@ def main() -> None:
             evaluate(model, batches)
         forward_only = (time.perf_counter() - t) * points / forward_points
 
-        if args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
+        if args.no_grid:
+            ours = None
+        elif args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
             (Path(args.run) / "analysis" / landscape_grid_file(args.resolution, args.images, args.precision, 0)
              ).unlink(missing_ok=True)
             _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images,
@@ -94,13 +101,33 @@ def main() -> None:
             evaluate(probe, batches)
         straight_per_point = (time.perf_counter() - t) / k
 
+    naive_per_point = None
+    if args.naive_points:  # fp32, contiguous model and images, outside the autocast context
+        plain_batches = [(x.contiguous(), yy) for x, yy in batches]
+        base = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        evaluate(base, plain_batches)  # warm-up, as the other two had
+        t = time.perf_counter()
+        for i in range(args.naive_points):
+            a, b = coords[i % args.resolution], coords[i // args.resolution]
+            probe = copy.deepcopy(base)
+            sd = probe.state_dict()
+            for j, n in enumerate(names):
+                sd[n] = origin[n] + a * d1[j] + b * d2[j]
+            probe.load_state_dict(sd)
+            evaluate(probe, plain_batches)
+        naive_per_point = (time.perf_counter() - t) / args.naive_points
+
     result = {"model": name, "run": args.run, "resolution": args.resolution, "images": len(y),
               "precision": args.precision, "jobs": args.jobs,
               "threads": torch.get_num_threads(), "forward_points_timed": forward_points,
-              "forward_only_s": forward_only, "reslab_s": ours, "ratio_to_forward_only": ours / forward_only,
+              "forward_only_s": forward_only, "forward_only_s_per_point": forward_only / points,
+              "reslab_s": ours, "ratio_to_forward_only": ours / forward_only if ours else None,
               "straightforward_s_per_point": straight_per_point,
               "straightforward_grid_s_estimated": straight_per_point * points,
-              "speedup_over_straightforward": straight_per_point * points / ours,
+              "speedup_over_straightforward": straight_per_point * points / ours if ours else None,
+              "naive_points_timed": args.naive_points, "naive_s_per_point": naive_per_point,
+              "speedup_over_naive": naive_per_point * points / ours if naive_per_point and ours else None,
+              "naive_over_straightforward": naive_per_point / straight_per_point if naive_per_point else None,
               "command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result, indent=2))
     if args.json:
