@@ -186,3 +186,25 @@ def test_evaluation_precision_of_the_analyses():
         assert name == "bf16" and conv(x).dtype == torch.bfloat16
     with pytest.raises(ReslabError, match="fp32, bf16 or auto"):
         eval_precision("fp16")
+
+
+def test_bf16_landscape_and_interpolation_move_the_weights_they_evaluate():
+    # Autocast caches the bf16 copy of each weight for the whole region: a grid evaluated inside one
+    # region must not reuse the first point's weights everywhere.
+    model = tiny()
+    x, y = data()
+    batches = fixed_batches(x, y, 8)
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
+    coords = [-0.5, 0.0, 0.5]
+    exact = np.array(surface(model, d1, d2, coords, batches)["loss"])
+    target = tiny(seed=3).state_dict()
+    exact_line = interpolate(model, target, [0.0, 0.5, 1.0], batches)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = np.array(surface(model, d1, d2, coords, batches)["loss"])
+        low_line = interpolate(model, target, [0.0, 0.5, 1.0], batches)["loss"]
+        after = evaluate(model, batches)[0]
+    assert np.ptp(exact) > 0.1
+    np.testing.assert_allclose(low, exact, rtol=0.05)
+    np.testing.assert_allclose(low_line, exact_line, rtol=0.05)
+    assert after == pytest.approx(exact[1, 1], rel=0.05)

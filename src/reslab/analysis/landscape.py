@@ -63,6 +63,9 @@ class WeightMover:
             torch._foreach_add_(self.params, self.d1, alpha=a)
         if b and self.d2 is not None:
             torch._foreach_add_(self.params, self.d2, alpha=b)
+        # Inside one autocast region, the low-precision copy of each weight is cast once and cached: without
+        # this, every point of a bf16 grid would be evaluated with the weights of the first one.
+        torch.clear_autocast_cache()
 
     def __enter__(self) -> "WeightMover":
         return self
@@ -70,6 +73,7 @@ class WeightMover:
     def __exit__(self, *exc) -> None:
         with torch.no_grad():
             torch._foreach_copy_(self.params, self.origin)
+        torch.clear_autocast_cache()
 
 
 def interpolate(model: nn.Module, target_state: dict[str, Tensor], alphas: Sequence[float],
