@@ -241,7 +241,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                                                   precision=args.precision)
             single = [b for b in result["single"] if not b["downsampling"]]
             worst = max(single, key=lambda b: b["error"]) if single else None
-            print(f"{result['model']}: error {100 * result['baseline_error']:.2f}% intact; deleting one identity block: "
+            print(f"{result['model']}: error {100 * result['baseline_error']:.2f}% intact; deleting one block that keeps its shape: "
                   f"mean {100 * sum(b['error'] for b in single) / max(1, len(single)):.2f}%"
                   + (f", worst {100 * worst['error']:.2f}% (block {worst['block']})" if worst else ""))
             for row in result["random_k"]:
