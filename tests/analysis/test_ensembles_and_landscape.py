@@ -129,6 +129,7 @@ def test_landscape_at_the_origin_is_the_models_loss_and_matches_the_straightforw
     again = surface(model, d1, d2, coords, batches, checkpoint=tmp_path / "grid.npz",
                     progress=lambda i, n: calls.append(i))
     assert calls == [] and again["loss"] == result["loss"]
+    assert again["seconds"] >= result["seconds"] > 0  # a resumed grid keeps the time already spent on it
 
 
 def test_landscape_rows_in_worker_processes_equal_the_serial_grid(tmp_path):
@@ -152,8 +153,12 @@ def test_interpolation_ends_at_both_models():
     a, b = tiny(seed=0), tiny(seed=1)
     x, y = data()
     batches = fixed_batches(x, y, 8)
+    before = {n: t.clone() for n, t in a.state_dict().items()}
     out = interpolate(a, b.state_dict(), [0.0, 0.5, 1.0], batches)
     assert out["loss"][0] == pytest.approx(evaluate(a, batches)[0], rel=1e-6)
+    assert out["loss"][-1] == pytest.approx(evaluate(b, batches)[0], rel=1e-5)  # BN statistics move too
+    for n, t in a.state_dict().items():  # and come back
+        assert torch.equal(t, before[n]), n
     b_params = dict(b.named_parameters())
     with WeightMover(a, [b_params[n].detach() - p.detach() for n, p in a.named_parameters()]) as m:
         m.move(1.0)

@@ -78,16 +78,31 @@ class WeightMover:
 
 def interpolate(model: nn.Module, target_state: dict[str, Tensor], alphas: Sequence[float],
                 batches: list[tuple[Tensor, Tensor]]) -> dict:
-    """Loss and error along (1 - a) theta_model + a theta_target (e.g. initialisation to final weights)."""
+    """Loss and error along (1 - a) theta_model + a theta_target (e.g. trained to initial weights).
+
+    The floating-point buffers (BatchNorm's running mean and variance) move along with the weights, so
+    both ends are exactly the two models; the model's own are restored afterwards.
+    """
     names = [n for n, _ in model.named_parameters()]
     target = [target_state[n].to(p.device, p.dtype) for n, p in zip(names, model.parameters())]
-    with WeightMover(model, [t - p.detach() for t, p in zip(target, model.parameters())]) as mover:
-        losses, errors = [], []
-        for a in alphas:
-            mover.move(float(a))
-            loss, err = evaluate(model, batches)
-            losses.append(loss)
-            errors.append(err)
+    buffers = [(b, target_state[n].to(b.device, b.dtype)) for n, b in model.named_buffers()
+               if b.is_floating_point() and n in target_state]
+    saved = [b.detach().clone() for b, _ in buffers]
+    try:
+        with WeightMover(model, [t - p.detach() for t, p in zip(target, model.parameters())]) as mover:
+            losses, errors = [], []
+            for a in alphas:
+                mover.move(float(a))
+                with torch.no_grad():
+                    for (b, t), b0 in zip(buffers, saved):
+                        torch.lerp(b0, t, float(a), out=b)
+                loss, err = evaluate(model, batches)
+                losses.append(loss)
+                errors.append(err)
+    finally:
+        with torch.no_grad():
+            for (b, _), b0 in zip(buffers, saved):
+                b.copy_(b0)
     return {"alphas": list(map(float, alphas)), "loss": losses, "error": errors}
 
 
@@ -134,6 +149,12 @@ def _rows_in_processes(model, d1, d2, coords, batches, rows: list[int], jobs: in
         yield from pool.imap_unordered(_worker_row, rows)
 
 
+def _save_grid(path: Path, loss: np.ndarray, error: np.ndarray, coords: Sequence[float], seconds: float) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, loss=loss, error=error, coords=np.asarray(coords), seconds=seconds)
+    tmp.replace(path)  # a stop mid-write leaves the previous grid whole
+
+
 def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords: Sequence[float],
             batches: list[tuple[Tensor, Tensor]], *, checkpoint: Path | None = None,
             progress: Callable[[int, int], None] | None = None, jobs: int = 1) -> dict:
@@ -143,14 +164,16 @@ def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords
     between them: worth it on a many-core CPU, where one evaluation no longer scales across all cores.
     """
     n = len(coords)
+    spent = 0.0
     loss = np.full((n, n), np.nan)
     error = np.full((n, n), np.nan)
     if checkpoint is not None and checkpoint.is_file():
         saved = np.load(checkpoint)
         if saved["loss"].shape == loss.shape and np.allclose(saved["coords"], coords):
             loss, error = saved["loss"].copy(), saved["error"].copy()
+            spent = float(saved["seconds"]) if "seconds" in saved else 0.0
     todo = [i for i in range(n) if np.isnan(loss[i]).any()]  # row i: fixed beta = coords[i]
-    start = time.perf_counter()
+    start = time.perf_counter() - spent  # seconds of evaluation, summed over resumed sessions
     with WeightMover(model, d1, d2) as mover:
         if jobs > 1 and len(todo) > 1 and next(model.parameters()).device.type == "cpu":
             rows = _rows_in_processes(model, d1, d2, coords, batches, todo, min(jobs, len(todo)))
@@ -159,13 +182,13 @@ def surface(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords
         for done, (i, row_loss, row_error) in enumerate(rows, start=n - len(todo) + 1):
             loss[i], error[i] = row_loss, row_error
             if checkpoint is not None:
-                tmp = checkpoint.with_suffix(".tmp.npz")
-                np.savez(tmp, loss=loss, error=error, coords=np.asarray(coords))
-                tmp.replace(checkpoint)
+                _save_grid(checkpoint, loss, error, coords, time.perf_counter() - start)
             if progress is not None:
                 progress(done, n)
-    return {"coords": list(map(float, coords)), "loss": loss.tolist(), "error": error.tolist(),
-            "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    if checkpoint is not None and todo:  # the finished grid's file keeps its whole time
+        _save_grid(checkpoint, loss, error, coords, seconds)
+    return {"coords": list(map(float, coords)), "loss": loss.tolist(), "error": error.tolist(), "seconds": seconds}
 
 
 def surface_straightforward(model: nn.Module, d1: Sequence[Tensor], d2: Sequence[Tensor], coords: Sequence[float],
