@@ -150,7 +150,7 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     assert main(["analyze", "gradients", run]) == 0
     assert main(["analyze", "responses", run]) == 0
     out = capsys.readouterr().out
-    assert "deleting one identity block" in out and "90% from lengths" in out and "3x3 grid" in out
+    assert "deleting one block that keeps its shape" in out and "90% from lengths" in out and "3x3 grid" in out
     lesion = json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "lesion.json").read_text())
     assert len(lesion["single"]) == 9 and sum(b["downsampling"] for b in lesion["single"]) == 2
     assert main(["report", run]) == 0
