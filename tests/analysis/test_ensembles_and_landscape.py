@@ -29,6 +29,15 @@ def data(n=24, seed=1):
     return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
 
 
+def grid_setup():
+    """A tiny network, its batches, two filter-normalised directions and a 3x3 grid."""
+    model = tiny()
+    x, y = data()
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
+    return model, fixed_batches(x, y, 8), d1, d2, [-0.5, 0.0, 0.5]
+
+
 def test_deleting_a_block_whose_branch_is_zero_changes_nothing():
     model = tiny()
     x, _ = data()
@@ -112,13 +121,8 @@ def test_filter_normalisation_gives_each_filter_the_models_norm():
 
 
 def test_landscape_at_the_origin_is_the_models_loss_and_matches_the_straightforward_method(tmp_path):
-    model = tiny()
-    x, y = data()
-    batches = fixed_batches(x, y, 8)
+    model, batches, d1, d2, coords = grid_setup()
     loss0, _ = evaluate(model, batches)
-    g = torch.Generator().manual_seed(0)
-    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
-    coords = [-0.5, 0.0, 0.5]
     result = surface(model, d1, d2, coords, batches, checkpoint=tmp_path / "grid.npz")
     grid = np.array(result["loss"])
     assert grid[1, 1] == pytest.approx(loss0, rel=1e-6)
@@ -133,12 +137,7 @@ def test_landscape_at_the_origin_is_the_models_loss_and_matches_the_straightforw
 
 
 def test_landscape_rows_in_worker_processes_equal_the_serial_grid(tmp_path):
-    model = tiny()
-    x, y = data()
-    batches = fixed_batches(x, y, 8)
-    g = torch.Generator().manual_seed(0)
-    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
-    coords = [-0.5, 0.0, 0.5]
+    model, batches, d1, d2, coords = grid_setup()
     serial = surface(model, d1, d2, coords, batches)
     rows = []
     parallel = surface(model, d1, d2, coords, batches, jobs=2, checkpoint=tmp_path / "grid.npz",
@@ -196,12 +195,7 @@ def test_evaluation_precision_of_the_analyses():
 def test_bf16_landscape_and_interpolation_move_the_weights_they_evaluate():
     # Autocast caches the bf16 copy of each weight for the whole region: a grid evaluated inside one
     # region must not reuse the first point's weights everywhere.
-    model = tiny()
-    x, y = data()
-    batches = fixed_batches(x, y, 8)
-    g = torch.Generator().manual_seed(0)
-    d1, d2 = filter_normalized_direction(model, generator=g), filter_normalized_direction(model, generator=g)
-    coords = [-0.5, 0.0, 0.5]
+    model, batches, d1, d2, coords = grid_setup()
     exact = np.array(surface(model, d1, d2, coords, batches)["loss"])
     target = tiny(seed=3).state_dict()
     exact_line = interpolate(model, target, [0.0, 0.5, 1.0], batches)["loss"]
