@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reslab.analysis.common import evaluate, fixed_batches
+from reslab.evaluation import fixed_batches, loss_and_error as evaluate
 from reslab.analysis.landscape import filter_normalized_direction, surface
 from reslab.config import DataConfig
 from reslab.models import create_model
@@ -108,12 +108,14 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
 
-    from reslab.analyze import (analysis_batch, analyze_landscape, eval_precision, heldout_batches,
-                                landscape_grid_file, load_run)
+    from reslab.rundir import RunDir
+    from reslab.workflows.analyze import analyze_landscape, eval_precision, landscape_grid_file
+    from reslab.workflows.restore import analysis_batch, heldout_batches, restore_run
     if args.run:
-        cfg, model, state = load_run(Path(args.run))
-        batches, _, y = heldout_batches(cfg, state, args.images, model=model)
-        name = cfg.model.name
+        restored = restore_run(Path(args.run))
+        model = restored.model
+        batches, _, y = heldout_batches(restored, args.images, channels_last=True)
+        name = restored.config.model.name
     else:
         x, y, data = analysis_batch(DataConfig(dataset="sample", val_size=args.images), n=args.images)
         torch.manual_seed(0)
@@ -137,7 +139,7 @@ def main() -> None:
         if args.no_grid:
             ours = None
         elif args.run:  # the analysis itself, from scratch (its resumable grid file removed first)
-            (Path(args.run) / "analysis" / landscape_grid_file(args.resolution, args.images, args.precision, 0)
+            (RunDir(args.run).analysis_dir / landscape_grid_file(args.resolution, args.images, args.precision, 0)
              ).unlink(missing_ok=True)
             _, result = analyze_landscape(args.run, resolution=args.resolution, images=args.images,
                                           precision=args.precision, jobs=args.jobs)

@@ -35,7 +35,7 @@ from reslab.data.loader import BatchLoader, per_channel_stats
 from reslab.models import create_model
 from reslab.schedules import LRController, constant
 from reslab.train import Callback, Trainer
-from reslab.train.device import autocast, resolve_precision
+from reslab.device import autocast, resolve_precision
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-train-jpeg.tar.gz"
 

@@ -1,7 +1,9 @@
+import json
 import os
 
 import pytest
 import torch
+from PIL import Image
 
 # Two cores on the project's machines: keep the suite from oversubscribing them.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -10,3 +12,31 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A 4-class image folder of 24 8x8 PNGs per class, classes told apart by colour."""
+    root = tmp_path / "imgs"
+    g = torch.Generator().manual_seed(0)
+    for c, name in enumerate(["ant", "bee", "cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(24):
+            base = torch.zeros(8, 8, 3, dtype=torch.uint8)
+            base[..., c % 3] = 150 + 50 * (c // 3)
+            noise = torch.randint(0, 60, (8, 8, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray((base + noise).numpy()).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def cli_train_args(tmp_path, image_folder, *extra):
+    """``reslab train`` arguments for a small, fast run of resnet20 on ``image_folder`` into tmp_path/runs/t."""
+    return ["train", "--name", "t", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}",
+            "--data.dataset=folder", f"--data.path={json.dumps(str(image_folder))}", "--data.val_size=16",
+            "--data.batch_size=16", "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")),
+            "--model.name=resnet20", "--train.precision=fp32", "--train.log_every=2", "--quiet", *extra]
+
+
+@pytest.fixture
+def train_args():
+    return cli_train_args

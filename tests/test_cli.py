@@ -3,32 +3,8 @@
 import json
 
 import pytest
-import torch
-from PIL import Image
 
 from reslab.cli import main
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """A 4-class image folder of 24 8x8 PNGs per class, classes told apart by colour."""
-    root = tmp_path / "imgs"
-    g = torch.Generator().manual_seed(0)
-    for c, name in enumerate(["ant", "bee", "cat", "dog"]):
-        (root / name).mkdir(parents=True)
-        for i in range(24):
-            base = torch.zeros(8, 8, 3, dtype=torch.uint8)
-            base[..., c % 3] = 150 + 50 * (c // 3)
-            noise = torch.randint(0, 60, (8, 8, 3), generator=g, dtype=torch.uint8)
-            Image.fromarray((base + noise).numpy()).save(root / name / f"{i:03d}.png")
-    return root
-
-
-def train_args(tmp_path, image_folder, *extra):
-    return ["train", "--name", "t", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}",
-            "--data.dataset=folder", f"--data.path={json.dumps(str(image_folder))}", "--data.val_size=16",
-            "--data.batch_size=16", "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")),
-            "--model.name=resnet20", "--train.precision=fp32", "--train.log_every=2", "--quiet", *extra]
 
 
 def test_models_prints_the_table(capsys):
@@ -37,7 +13,7 @@ def test_models_prints_the_table(capsys):
     assert "resnet20" in out and "269,722" in out and "= published" in out
 
 
-def test_train_writes_a_run_folder_then_refuses_to_overwrite_and_resumes(tmp_path, image_folder, capsys):
+def test_train_writes_a_run_folder_then_refuses_to_overwrite_and_resumes(tmp_path, image_folder, train_args, capsys):
     assert main(train_args(tmp_path, image_folder, "--train.steps=10", "--train.eval_every=5")) == 0
     run = tmp_path / "runs" / "t"
     assert {p.name for p in run.iterdir()} >= {"config.toml", "metrics.jsonl", "summary.json", "checkpoints", "tb"}
@@ -58,13 +34,13 @@ def test_train_writes_a_run_folder_then_refuses_to_overwrite_and_resumes(tmp_pat
     assert steps == sorted(set(steps))  # no duplicated rows after resuming
 
 
-def test_eval_reports_per_class_and_confusion(tmp_path, image_folder, capsys):
+def test_eval_reports_per_class_and_confusion(tmp_path, image_folder, train_args, capsys):
     assert main(train_args(tmp_path, image_folder, "--train.steps=6")) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "runs" / "t")]) == 0
     out = capsys.readouterr().out
     assert "per-class accuracy" in out and "confusion matrix" in out and "bee" in out
-    report = json.loads((tmp_path / "runs" / "t" / "eval" / "folder.json").read_text())
+    report = json.loads((tmp_path / "runs" / "t" / "eval" / "val.json").read_text())
     assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == report["images"] == 16
 
 
@@ -86,13 +62,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     ("--data.batch_size=0", "data.batch_size must be positive"),
     ("--train.bogus=1", "unknown config key 'train.bogus'"),
 ])
-def test_bad_config_values(tmp_path, image_folder, override, message, capsys):
+def test_bad_config_values(tmp_path, image_folder, train_args, override, message, capsys):
     assert main(train_args(tmp_path, image_folder, "--train.steps=2", override)) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_missing_dataset_and_empty_class(tmp_path, image_folder, capsys):
+def test_missing_dataset_and_empty_class(tmp_path, image_folder, train_args, capsys):
     args = train_args(tmp_path, image_folder, "--train.steps=2", "--data.path=" + json.dumps(str(tmp_path / "no")))
     assert main(args) == 2
     assert "no" in capsys.readouterr().err
@@ -102,7 +78,7 @@ def test_missing_dataset_and_empty_class(tmp_path, image_folder, capsys):
     assert "eel" in err and len(err.strip().splitlines()) == 1
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, image_folder, capsys):
+def test_checkpoint_of_another_model_is_refused(tmp_path, image_folder, train_args, capsys):
     assert main(train_args(tmp_path, image_folder, "--train.steps=4")) == 0
     run = tmp_path / "runs" / "t"
     cfg = (run / "config.toml").read_text().replace('name = "resnet20"', 'name = "resnet32"')
@@ -111,7 +87,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, image_folder, capsys):
     assert "holds a resnet20 model, not resnet32" in capsys.readouterr().err
 
 
-def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_folder, capsys):
+def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_folder, train_args, capsys):
     args = train_args(tmp_path, image_folder, "--train.steps=40", "--train.checkpoint_every=2",
                       "--optim.lr=1e6", "--optim.name=sgd", "--train.log_every=1")
     assert main(args) == 2
@@ -123,7 +99,11 @@ def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_fold
 @pytest.mark.parametrize("args, message", [
     (["experiment", "degradation"], "needs a recipe"),
     (["experiment", "degradation", "--train.epochs=1", "--models", "resnet21"], "unknown model 'resnet21'"),
-    (["experiment", "optimizers", "--train.epochs=1", "--models", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["experiment", "optimizers", "--train.epochs=1", '--experiment.rules=["lbfgs"]'], "unknown optimizer 'lbfgs'"),
+    # an old flag an experiment does not take points at the experiment's own options
+    (["experiment", "optimizers", "--train.epochs=1", "--models", "adam"], "known: rules"),
+    (["experiment", "depth", "--train.epochs=1", "--experiment.depths=[21]"], "no CIFAR network 'resnet21'"),
+    (["experiment", "depth", "--train.epochs=1", "--experiment.bogus=1"], "unknown config key 'experiment.bogus'"),
     (["analyze", "gradients", "no_such_thing"], "neither a run folder nor a model name"),
     (["report", "no_such_folder"], "no such folder"),
     (["playground", "moon"], "unknown surface"),

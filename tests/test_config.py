@@ -2,7 +2,8 @@ import tomllib
 
 import pytest
 
-from reslab.config import RunConfig, config_from_dict, dump_toml, load_config, parse_override
+from reslab.config import RunConfig, config_from_dict, load_config, parse_override
+from reslab.rundir.files import dump_toml
 from reslab.errors import ConfigError
 
 BASE = ["--train.epochs=1"]

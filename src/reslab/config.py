@@ -17,13 +17,16 @@ from typing import Any, Sequence
 
 from reslab.errors import ConfigError
 
+AUTO = -1  # an integer setting chosen by reslab ("auto" in a config file)
+AUTO_KEYS = {"data.val_size"}
+
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "sample"  # "sample" (embedded), "cifar10", "cifar100", "folder"
     path: str = ""  # dataset folder or archive; for "folder" a class-per-folder tree or .tar/.tar.gz of one
     download: bool = False  # cifar10/cifar100: fetch from the official address into ``path`` if missing
-    val_size: int = 5000  # images held out of the training set (stratified); 0 = no validation split
+    val_size: int = AUTO  # images held out (stratified); "auto": 5,000, or 10% of a set under 50,000; 0 = none
     split_seed: int = 0  # seed of the held-out split (fixed across runs so runs are comparable)
     test_split: bool = False  # cifar10/cifar100: validate on the official test set instead of a hold-out
     limit: int = 0  # use only this many training images (stratified), 0 = all
@@ -99,10 +102,9 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+    # Options of ``reslab experiment KIND``, checked against that experiment's own dataclass when it
+    # runs; a single training run ignores them (and does not store them).
+    experiment: dict[str, Any] = field(default_factory=dict)
 
 
 CHOICES = {
@@ -111,7 +113,7 @@ CHOICES = {
     "optim.impl": ("reslab", "reference", "torch"),
 }
 POSITIVE = {"data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
-NON_NEGATIVE = {"data.val_size", "data.limit", "optim.weight_decay", "optim.momentum", "optim.eps",
+NON_NEGATIVE = {"data.limit", "optim.weight_decay", "optim.momentum", "optim.eps",
                 "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
                 "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",
                 "train.early_stopping_patience", "train.early_stopping_min_delta"}
@@ -128,6 +130,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
     elif tp is int:
+        if key in AUTO_KEYS and (value == "auto" or value == AUTO):
+            return AUTO
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -190,7 +194,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def _validate(cfg: RunConfig) -> None:
-    for section in ("data", "model", "optim", "schedule", "train"):
+    for section in ("data", "model", "optim", "schedule", "train"):  # [experiment]: by its experiment
         sub = getattr(cfg, section)
         for f in dataclasses.fields(sub):
             key, value = f"{section}.{f.name}", getattr(sub, f.name)
@@ -204,6 +208,8 @@ def _validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"{key} must not be negative, got {value}")
             if key in UNIT_INTERVAL and not 0 <= value <= 1:
                 raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+    if cfg.data.val_size < 0 and cfg.data.val_size != AUTO:
+        raise ConfigError(f"data.val_size must be \"auto\" or a number of images >= 0, got {cfg.data.val_size}")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name must be a plain folder name, got {cfg.name!r}")
     if cfg.train.steps == 0 and cfg.train.epochs == 0:
@@ -244,22 +250,37 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = (), *,
-                base: dict[str, Any] | None = None) -> RunConfig:
-    """Read a TOML file (or start from ``base``, else the defaults, when ``path`` is None) and apply overrides."""
-    data: dict[str, Any] = copy.deepcopy(base) if base else {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the nested ``data`` with each ``--section.key=value`` set."""
+    data = copy.deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
-    return config_from_dict(data)
+    return data
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file (give a .toml file)")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), *,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML file (or start from ``base``, else the defaults, when ``path`` is None) and apply overrides."""
+    data = read_toml(path) if path is not None else (base or {})
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def build_options(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """A frozen options dataclass from a plain table (e.g. ``[experiment]``), keys and types checked."""
+    return _build(cls, data, prefix)
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:
@@ -271,27 +292,3 @@ def as_dict(cfg: Any) -> dict[str, Any]:
             return {k: clean(x) for k, x in v.items()}
         return v
     return clean(dataclasses.asdict(cfg))
-
-
-def dump_toml(cfg: RunConfig) -> str:
-    """Serialise a config as TOML (scalars first, then one table per section)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        raise TypeError(type(v))
-
-    d = as_dict(cfg)
-    lines = [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict)]
-    for k, v in d.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from reslab.analysis.common import evaluate, fixed_batches
+from reslab.evaluation import fixed_batches, loss_and_error as evaluate
 from reslab.analysis.landscape import (WeightMover, filter_normalized_direction, interpolate, surface,
                                        surface_straightforward)
 from reslab.analysis.lesion import deleted, lesion_study, reordered
@@ -177,7 +177,7 @@ def test_deleting_a_preactivation_block_leaves_its_shortcut_without_relu():
 
 
 def test_evaluation_precision_of_the_analyses():
-    from reslab.analyze import eval_precision
+    from reslab.workflows.analyze import eval_precision
     from reslab.errors import ReslabError
 
     conv = torch.nn.Conv2d(3, 4, 3)

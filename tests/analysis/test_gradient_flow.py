@@ -73,7 +73,7 @@ def test_response_is_the_channel_std_after_bn():
 def test_analysis_batch_takes_every_class_in_equal_share_and_mixes_them():
     # The held-out set is stored class by class; its first images would all be one class, and a one-class
     # batch distorts BatchNorm's batch statistics in the gradient analysis.
-    from reslab.analyze import analysis_batch
+    from reslab.workflows.restore import analysis_batch
     from reslab.config import DataConfig
 
     cfg = DataConfig(dataset="sample", val_size=500)
@@ -94,10 +94,11 @@ def test_analysis_batch_takes_every_class_in_equal_share_and_mixes_them():
     ({"resnet56 init": 0.01}, None),
 ])
 def test_gradient_verdict_says_which_reading_the_ratios_support(ratios, reading):
-    from reslab.analyze import gradient_verdict
+    from reslab.analysis.gradients import gradient_verdict
 
-    text = gradient_verdict({label: {"ratio_first_last_weight": r} for label, r in ratios.items()})
-    assert text.startswith("First/last layer gradient ratio")
+    flows = {label: {"ratio_first_last_weight": r, "model": label.split()[0], "when": label.split()[1]}
+             for label, r in ratios.items()}
+    text = gradient_verdict(flows)
     for label, r in ratios.items():
         assert f"{label} {r:.3g}" in text
     if reading is None:
@@ -107,7 +108,7 @@ def test_gradient_verdict_says_which_reading_the_ratios_support(ratios, reading)
 
 
 def test_responses_verdict_compares_twins_of_equal_depth():
-    from reslab.analyze import responses_verdict
+    from reslab.analysis.responses import responses_verdict
 
     def layers(*stds):
         return [{"std": s} for s in stds]

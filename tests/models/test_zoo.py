@@ -123,3 +123,39 @@ def test_unknown_model_and_option_are_clear_errors():
 def test_no_device_or_dtype_baked_in():
     model = create_model("resnet20").to(torch.float64)
     assert model(torch.randn(2, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_model_info_says_residual_and_twin():
+    for name in list_models():
+        info = model_info(name)
+        if info.twin is not None:
+            twin = model_info(info.twin)
+            assert twin.twin == name and twin.residual != info.residual and twin.depth == info.depth
+            assert count_params(create_model(name)) == count_params(create_model(info.twin)) or info.depth in (18, 34)
+    assert model_info("resnet56").residual and model_info("resnet56").twin == "plain56"
+    assert not model_info("plain56").residual and not model_info("densenet_bc_100_12").residual
+
+
+def test_one_word_for_plain():
+    with pytest.raises(ConfigError, match="use the plain model"):
+        create_model("resnet20", shortcut="none")
+    assert not any(b.has_shortcut for b in create_model("plain20").blocks())
+    assert all(b.has_shortcut for b in create_model("resnet20").blocks())
+
+
+def test_blocks_declare_the_interface_the_block_analyses_use():
+    from torch import nn
+
+    from reslab.models import NotAnalysable, ShortcutBlock, shortcut_blocks
+
+    for name in ("resnet20", "plain20", "preact_resnet110", "resnet50"):
+        assert all(isinstance(b, ShortcutBlock) for b in shortcut_blocks(create_model(name), "test"))
+
+    class Odd(nn.Module):
+        def blocks(self):
+            return [nn.Conv2d(1, 1, 1)]
+
+    with pytest.raises(NotAnalysable, match="Conv2d is not one"):
+        shortcut_blocks(Odd(), "lesion study")
+    with pytest.raises(NotAnalysable, match="has none"):
+        shortcut_blocks(create_model("lenet5").features, "lesion study")

@@ -9,27 +9,28 @@ from pathlib import Path
 import pytest
 
 from reslab.config import load_config
-from reslab.experiments import runner as exp_runner
-from reslab.experiments.degradation import run_degradation
+from reslab.experiments import Context, run_experiment
 from reslab.report.html import build_report
+from reslab.rundir import ExperimentDir
+from reslab.workflows import sweep
 
 
-def base_cfg(tmp_path, steps=4):
-    return load_config(None, [f"--train.steps={steps}", "--train.eval_every=2", "--train.log_every=1",
+def base_cfg(tmp_path, steps=4, *experiment):
+    return load_config(None, [*experiment, f"--train.steps={steps}", "--train.eval_every=2", "--train.log_every=1",
                               "--train.precision=fp32", "--data.dataset=sample", "--data.limit=256",
                               "--data.val_size=64", "--data.batch_size=32", "--data.eval_batch_size=64",
                               f"--data.cache_dir=\"{tmp_path / 'cache'}\""])
 
 
 def experiment_cfg(tmp_path):
-    cfg = base_cfg(tmp_path)
+    cfg = base_cfg(tmp_path, 4, '--experiment.models=["plain20", "resnet20"]', "--experiment.analysis_batch=32")
     return replace(cfg, train=replace(cfg.train, record_gradients=True))
 
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exp")
-    exp = run_degradation(experiment_cfg(tmp), ["plain20", "resnet20"], tmp / "e", analysis_batch=32)
+    exp = run_experiment("degradation", experiment_cfg(tmp), tmp / "e")
     return tmp, exp
 
 
@@ -54,18 +55,19 @@ def test_rerun_skips_finished_runs(experiment, monkeypatch):
     tmp, _ = experiment
     cfg = experiment_cfg(tmp)
     called = []
-    monkeypatch.setattr(exp_runner, "run_training", lambda *a, **k: called.append(a))
-    exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp / "e")
+    monkeypatch.setattr(sweep, "train_run", lambda *a, **k: called.append(a))
+    sweep.train_sweep(cfg, ["plain20", "resnet20"], ExperimentDir(tmp / "e"))
     assert called == []
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     cfg = base_cfg(tmp_path, steps=6)
-    exp_runner.run_all(cfg, ["resnet20"], tmp_path / "x")
+    folder = ExperimentDir(tmp_path / "x")
+    sweep.train_sweep(cfg, ["resnet20"], folder)
     run = tmp_path / "x" / "runs" / "resnet20"
     (run / "summary.json").unlink()  # as if it died after its last checkpoint
-    assert exp_runner.status(exp_runner.run_config_for(cfg, "resnet20", tmp_path / "x")) == "resumable"
-    exp_runner.run_all(cfg, ["resnet20"], tmp_path / "x")
+    assert sweep.status(sweep.config_for(cfg, sweep.Entry("resnet20", "resnet20"), folder)) == "resumable"
+    sweep.train_sweep(cfg, ["resnet20"], folder)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 6 and json.loads((run / "summary.json").read_text())["steps"] == 6
 
@@ -121,7 +123,7 @@ def test_verdict_reads_the_table():
 
 
 def test_final_train_error_averages_the_end_of_the_curve():
-    from reslab.experiments.degradation import final_train_error
+    from reslab.experiments.common import final_train_error
 
     rows = [{"kind": "train", "step": s, "train_error": 1.0 if s < 95 else 0.2} for s in range(1, 101)]
     rows.append({"kind": "eval", "step": 100, "val_error": 0.5})
@@ -129,9 +131,8 @@ def test_final_train_error_averages_the_end_of_the_curve():
 
 
 def test_stochastic_depth_experiment_and_its_test_time_check(tmp_path):
-    from reslab.experiments.stochastic_depth import run_stochastic_depth
-
-    exp = run_stochastic_depth(base_cfg(tmp_path), "resnet20", tmp_path / "sd", survival_prob=0.5)
+    cfg = base_cfg(tmp_path, 4, '--experiment.model="resnet20"', "--experiment.survival_prob=0.5")
+    exp = run_experiment("stochastic-depth", cfg, tmp_path / "sd")
     assert [r["run"] for r in exp["table"]] == ["resnet20_constant", "resnet20_sd0.5"]
     scaling = json.loads((tmp_path / "sd" / "analysis" / "test_time_scaling.json").read_text())
     assert scaling["deterministic"] and scaling["max_abs_difference"] < 1e-5
@@ -171,20 +172,18 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
 
 
 def test_optimizer_comparison_experiment(tmp_path):
-    from reslab.experiments.optimizers import run_optimizers
-
-    exp = run_optimizers(base_cfg(tmp_path), ["sgd", "adam"], tmp_path / "opt")
+    exp = run_experiment("optimizers", base_cfg(tmp_path, 4, '--experiment.rules=["sgd", "adam"]'), tmp_path / "opt")
     assert [r["optimizer"] for r in exp["table"]] == ["sgd", "adam"]
     assert exp["table"][1]["lr"] == 1e-3
     assert 'id="fig-curves"' in (tmp_path / "opt" / "report.html").read_text()
 
 
-def test_architectures_experiment_reports_each_network(tmp_path):
-    from reslab.experiments.architectures import run_architectures
+def test_architectures_experiment_reports_each_network(tmp_path, monkeypatch):
+    from reslab.experiments import architectures
 
-    runs = [("resnet20", "resnet20", {}), ("googlenet", "googlenet", {"small_input": True, "aux_weight": 0.3})]
-    cfg = base_cfg(tmp_path, steps=2)
-    exp = run_architectures(cfg, tmp_path / "arch", runs=runs, analysis_batch=8)
+    entries = [e for e in architectures.ArchitecturesOptions().entries() if e.name in ("resnet20", "googlenet")]
+    monkeypatch.setattr(architectures.ArchitecturesOptions, "entries", lambda self: entries)
+    exp = run_experiment("architectures", base_cfg(tmp_path, 2, "--experiment.analysis_batch=8"), tmp_path / "arch")
     by_name = {r["network"]: r for r in exp["table"]}
     assert by_name["googlenet"]["params"] > 5_000_000 and by_name["resnet20"]["FLOPs (M)"] == pytest.approx(81.1, abs=0.1)
     flows = json.loads((tmp_path / "arch" / "analysis" / "gradients.json").read_text())["flows"]
@@ -202,11 +201,11 @@ def test_parallel_runs_match_sequential_ones(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     try:
-        seq = exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp_path / "seq")
+        seq = sweep.train_sweep(cfg, ["plain20", "resnet20"], ExperimentDir(tmp_path / "seq"))
     finally:
         torch.set_num_threads(threads)
-    par = exp_runner.run_all(cfg, ["plain20", "resnet20"], tmp_path / "par", jobs=2)
+    par = sweep.train_sweep(cfg, ["plain20", "resnet20"], ExperimentDir(tmp_path / "par"), jobs=2)
     for a, b in zip(seq, par):
-        ra = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
-        rb = [json.loads(l) for l in (b / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+        ra = [r for r in a.read_metrics() if r["kind"] == "eval"]
+        rb = [r for r in b.read_metrics() if r["kind"] == "eval"]
         assert [r["val_loss"] for r in ra] == [r["val_loss"] for r in rb]

@@ -14,8 +14,9 @@ from reslab.models.googlenet import AuxOutputs
 from reslab.models.resnet import BasicBlock, ResNet
 from reslab.schedules import LRController, multistep
 from reslab.train import (Callback, Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, TensorBoardLogger, Trainer,
-                          TrainingDiverged, classification_loss, load_checkpoint, save_checkpoint)
-from reslab.train.checkpoint import load_model_state
+                          TrainingDiverged, classification_loss)
+from reslab.checkpoint import load_checkpoint, save_checkpoint
+from reslab.checkpoint import load_model_state
 from reslab.train.tensorboard import read_scalars
 from functools import partial
 
@@ -48,8 +49,8 @@ def test_loop_learns_a_tiny_problem():
     trainer = make_trainer(survival_prob=1.0, lr=0.1)
     before = trainer.evaluate(make_loader(ds, shuffle=False, augment=False))
     metrics = trainer.fit(make_loader(ds, augment=False), make_loader(ds, shuffle=False, augment=False), total_steps=40)
-    assert metrics["val_error"] < 0.1 < before["error"] + 0.2
-    assert metrics["val_loss"] < before["loss"]
+    assert metrics["val_error"] < 0.1 < before.error + 0.2
+    assert metrics["val_loss"] < before.loss
     assert trainer.step == 40
 
 
@@ -67,16 +68,16 @@ def test_kill_and_resume_is_bit_exact_in_fp32(tmp_path):
     ds = make_dataset()
     total = 17  # 6 batches an epoch: the checkpoint at step 8 lies mid-epoch
 
-    reference = make_trainer([Checkpointer(tmp_path / "a", every=4)])
+    reference = make_trainer([Checkpointer(tmp_path / "a" / "last.pt", tmp_path / "a" / "best.pt", every=4)])
     reference.fit(make_loader(ds), None, total_steps=total)
 
-    killed = make_trainer([Checkpointer(tmp_path / "b", every=4), Kill(at=10)])
+    killed = make_trainer([Checkpointer(tmp_path / "b" / "last.pt", tmp_path / "b" / "best.pt", every=4), Kill(at=10)])
     with pytest.raises(KeyboardInterrupt):
         killed.fit(make_loader(ds), None, total_steps=total)
     state = load_checkpoint(tmp_path / "b" / "last.pt")
     assert state["step"] == 8 and state["train_loader"]["position"] == 2
 
-    resumed = make_trainer([Checkpointer(tmp_path / "b", every=4)], seed=123)  # different init, overwritten
+    resumed = make_trainer([Checkpointer(tmp_path / "b" / "last.pt", tmp_path / "b" / "best.pt", every=4)], seed=123)  # different init, overwritten
     loader = make_loader(ds)
     resumed.load_state_dict(state, train_loader=loader)
     resumed.fit(loader, None, total_steps=total)
@@ -100,7 +101,7 @@ class NaNAfter(nn.Module):
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     ds = make_dataset()
-    ckpt = Checkpointer(tmp_path, every=3)
+    ckpt = Checkpointer(tmp_path / "last.pt", tmp_path / "best.pt", every=3)
     trainer = make_trainer([ckpt])
     trainer.model = NaNAfter(trainer.model, at=5)
     trainer.train_model = trainer.model
@@ -120,7 +121,7 @@ def test_early_stopping_restores_best_weights():
     assert trainer.stop_reason is not None and trainer.step < 200
     assert stopper.stopped_step == trainer.step
     final = trainer.evaluate(val)
-    assert final["loss"] == pytest.approx(stopper.best, rel=1e-5)
+    assert final.loss == pytest.approx(stopper.best, rel=1e-5)
 
 
 def test_metrics_and_tensorboard_logs(tmp_path):
@@ -198,7 +199,7 @@ def test_grad_clip_and_ema_and_tta_run():
 
 
 def test_ema_warms_up_then_follows_the_decay():
-    from reslab.train.trainer import ModelEMA
+    from reslab.train.state import ModelEMA
 
     model = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(model.weight)
@@ -214,7 +215,7 @@ def test_ema_warms_up_then_follows_the_decay():
 
 
 def test_ema_averages_batchnorm_statistics_too():
-    from reslab.train.trainer import ModelEMA
+    from reslab.train.state import ModelEMA
 
     model = nn.BatchNorm2d(2)
     ema = ModelEMA(model, 0.5)

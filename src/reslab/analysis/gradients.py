@@ -14,10 +14,15 @@ References:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from reslab.models import model_info
+
+VANISH, EXPLODE = 0.1, 10.0  # first/last gradient ratios outside this band count as vanishing / exploding
 
 
 @dataclass
@@ -136,3 +141,51 @@ def init_linear(weight: Tensor, init: str, activation: str) -> None:
         nn.init.normal_(weight, 0.0, 0.01)
     else:
         raise ValueError(f"init must be he, xavier or small, got {init!r}")
+
+
+# -- the verdict in words ---------------------------------------------------------------------------------
+def classify_ratio(ratio: float) -> str:
+    if not math.isfinite(ratio):
+        return "undefined"
+    if ratio < VANISH:
+        return "vanishing toward the input"
+    if ratio > EXPLODE:
+        return "exploding toward the input"
+    return "healthy (within a factor of 10 from last to first layer)"
+
+
+def labelled(flow: GradientFlow, model: str, when: str) -> dict:
+    """A flow as stored in ``gradients.json``: with the network's name and ``when`` ("init" or "trained")."""
+    return {**flow.as_dict(), "model": model, "when": when}
+
+
+def gradient_verdict(flows: dict[str, dict]) -> str:
+    """One paragraph: every network's first/last-layer weight-gradient ratio, and which reading of
+    degradation they support. Each flow says its ``model`` and ``when`` (at initialisation or trained);
+    a gradient problem that is gone after training while the deep plain network still trains worse
+    cannot be what holds it back."""
+    parts = []
+    for label, flow in flows.items():
+        r = flow["ratio_first_last_weight"]
+        healthy = VANISH <= r <= EXPLODE
+        parts.append(f"{label} {r:.3g}" + ("" if healthy else f" ({classify_ratio(r)})"))
+    text = (f"First/last layer gradient ratio (healthy within {VANISH:g}-{EXPLODE:g}): " + ", ".join(parts) + ".")
+    plain = {label: f["ratio_first_last_weight"] for label, f in flows.items()
+             if "model" in f and not model_info(f["model"]).residual and model_info(f["model"]).twin}
+    if not plain:
+        return text
+    bad = {label: r for label, r in plain.items() if not VANISH <= r <= EXPLODE}
+    trained = [label for label in plain if flows[label].get("when") == "trained"]
+    if not bad:
+        return text + (" The plain networks' gradients neither vanish nor explode: with BatchNorm, the measurements "
+                       "support He et al.'s reading that degradation is an optimisation difficulty, not vanishing "
+                       "gradients.")
+    if trained and not any(label in bad for label in trained):
+        worst = max(bad, key=lambda label: abs(math.log10(bad[label])) if bad[label] > 0 else math.inf)
+        return text + (f" The plain networks' gradient problem is there at initialisation only ({worst}: "
+                       f"{classify_ratio(bad[worst])}) and gone after training, while the deep plain network "
+                       "still trains worse: on the degradation itself, the measurements support He et al.'s "
+                       "reading (an optimisation difficulty) over the notes' (vanishing gradients); unhealthy "
+                       "gradients are a problem of the start of training only.")
+    return text + (" Some plain network's gradients vanish or explode after training too: these measurements "
+                   "support the notes' reading that vanishing/exploding gradients are at play.")

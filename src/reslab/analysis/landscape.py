@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from reslab.analysis.common import evaluate
+from reslab.evaluation import loss_and_error
 
 
 def parameters(model: nn.Module) -> list[Tensor]:
@@ -96,7 +96,7 @@ def interpolate(model: nn.Module, target_state: dict[str, Tensor], alphas: Seque
                 with torch.no_grad():
                     for (b, t), b0 in zip(buffers, saved):
                         torch.lerp(b0, t, float(a), out=b)
-                loss, err = evaluate(model, batches)
+                loss, err = loss_and_error(model, batches)
                 losses.append(loss)
                 errors.append(err)
     finally:
@@ -111,7 +111,7 @@ def _row(model: nn.Module, mover: WeightMover, coords: Sequence[float], b: float
     losses, errors = [], []
     for a in coords:
         mover.move(float(a), float(b))
-        loss, err = evaluate(model, batches)
+        loss, err = loss_and_error(model, batches)
         losses.append(loss)
         errors.append(err)
     return losses, errors
@@ -205,5 +205,5 @@ def surface_straightforward(model: nn.Module, d1: Sequence[Tensor], d2: Sequence
             for k, name in enumerate(names):
                 state[name] = origin[name] + a * d1[k] + b * d2[k]
             probe.load_state_dict(state)
-            out[i, j] = evaluate(probe, batches)[0]
+            out[i, j] = loss_and_error(probe, batches)[0]
     return out

@@ -20,27 +20,28 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from reslab.analysis.common import evaluate
+from reslab.evaluation import loss_and_error
+from reslab.models.protocol import ShortcutBlock, shortcut_blocks
 
 
-def is_downsampling(block: nn.Module) -> bool:
+def is_downsampling(block: ShortcutBlock) -> bool:
     """The block's shortcut is not the identity: zero padding or a projection, or, in a plain network,
     the block changes the shape (it has no shortcut to fall back to)."""
-    return getattr(block, "downsample", None) is not None or bool(getattr(block, "changes_shape", False))
+    return block.downsample is not None or block.changes_shape
 
 
-def deletable(block: nn.Module) -> bool:
+def deletable(block: ShortcutBlock) -> bool:
     """A block can be deleted when something is left to carry its input on: its shortcut (whatever it
     is), or, in a plain network, nothing at all when the shape does not change."""
-    return getattr(block, "residual_connection", True) or not getattr(block, "changes_shape", False)
+    return block.has_shortcut or not block.changes_shape
 
 
-def _skip_forward(block: nn.Module):
+def _skip_forward(block: ShortcutBlock):
     if not deletable(block):
         raise ValueError("a plain block that changes the shape cannot be deleted: nothing is left to carry it")
 
     def forward(x: Tensor) -> Tensor:
-        if getattr(block, "downsample", None) is None:
+        if block.downsample is None:
             return x  # identity shortcut: ReLU(x) = x for the non-negative input of a post-activation block
         out = block.shortcut(x)
         return torch.relu(out) if block.post_activation else out
@@ -78,21 +79,21 @@ def reordered(model: nn.Module, swaps: Sequence[tuple[int, int]]):
 
 def swappable_pairs(model: nn.Module) -> list[int]:
     """Blocks with an identity shortcut (same input and output shape), the ones that can trade places."""
-    return [i for i, b in enumerate(model.blocks()) if not is_downsampling(b)]
+    return [i for i, b in enumerate(shortcut_blocks(model, "lesion study")) if not is_downsampling(b)]
 
 
 def lesion_study(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, draws: int = 10, seed: int = 0,
                  max_k: int | None = None, reorder_swaps: Sequence[int] = (1, 2, 4, 8)) -> dict:
     """Errors after deleting each block, k random blocks (k = 1..n), and after k random swaps."""
-    blocks = model.blocks()
+    blocks = shortcut_blocks(model, "lesion study")
     rng = random.Random(seed)
-    _, base = evaluate(model, batches)
+    _, base = loss_and_error(model, batches)
     single = []
     for i, b in enumerate(blocks):
         err = None  # a plain down-sampling block: no deletion to make
         if deletable(b):
             with deleted(blocks, [i]):
-                _, err = evaluate(model, batches)
+                _, err = loss_and_error(model, batches)
         single.append({"block": i, "downsampling": is_downsampling(b), "error": err})
     identity = [i for i, b in enumerate(blocks) if not is_downsampling(b)]
     random_k = []
@@ -100,7 +101,7 @@ def lesion_study(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, draw
         errs = []
         for _ in range(draws):
             with deleted(blocks, rng.sample(identity, k)):
-                errs.append(evaluate(model, batches)[1])
+                errs.append(loss_and_error(model, batches)[1])
         t = torch.tensor(errs)
         random_k.append({"k": k, "mean": float(t.mean()), "std": float(t.std()) if len(errs) > 1 else 0.0,
                          "errors": errs})
@@ -121,7 +122,7 @@ def lesion_study(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, draw
                     if same:
                         swaps.append(rng.choice(same))
                 with reordered(model, swaps):
-                    errs.append(evaluate(model, batches)[1])
+                    errs.append(loss_and_error(model, batches)[1])
             t = torch.tensor(errs)
             reorder.append({"swaps": k, "mean": float(t.mean()), "std": float(t.std()) if len(errs) > 1 else 0.0})
     return {"baseline_error": base, "blocks": len(blocks), "single": single, "random_k": random_k,

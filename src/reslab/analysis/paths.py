@@ -22,6 +22,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from reslab.models.protocol import ShortcutBlock, shortcut_blocks
+
 
 def path_length_counts(n: int) -> list[int]:
     """Number of paths of each length 0..n through n residual blocks: the binomial coefficients C(n, k)."""
@@ -29,7 +31,7 @@ def path_length_counts(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def gradient_routes(blocks: Sequence[nn.Module], through_branch: set[int]):
+def gradient_routes(blocks: Sequence[ShortcutBlock], through_branch: set[int]):
     """Blocks in ``through_branch`` pass the gradient through F only; the others through the shortcut only."""
     def make(block, branch_only: bool):
         def forward(x: Tensor) -> Tensor:
@@ -51,7 +53,7 @@ def gradient_routes(blocks: Sequence[nn.Module], through_branch: set[int]):
 def gradient_per_path_length(model: nn.Module, x: Tensor, y: Tensor, *, draws: int = 20, seed: int = 0,
                              lengths: Sequence[int] | None = None) -> dict:
     """Mean gradient norm at the first block's input for single paths of each length, and the totals."""
-    blocks = model.blocks()
+    blocks = shortcut_blocks(model, "path analysis")
     n = len(blocks)
     rng = random.Random(seed)
     first_input: list[Tensor] = []

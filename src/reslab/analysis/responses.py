@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from reslab.models import model_info
+
 
 @dataclass
 class Response:
@@ -72,3 +74,21 @@ def layer_responses(model: nn.Module, x: Tensor) -> list[Response]:
         for h in hooks:
             h.remove()
     return [Response(i, n, float(s)) for i, (n, s) in enumerate(recorded, start=1)]
+
+
+def responses_verdict(responses: dict[str, list[dict]]) -> str:
+    """Each network's mean response, each residual network against its plain twin, and whether every
+    residual network responds more weakly than every plain one (He et al. Figure 7)."""
+    means = {k: sum(r["std"] for r in v) / len(v) for k, v in responses.items() if v}
+    text = "; ".join(f"{k}: mean response std {m:.3g}" for k, m in means.items()) + "."
+    res = {k: m for k, m in means.items() if model_info(k).residual}
+    plain = {k: m for k, m in means.items() if not model_info(k).residual and model_info(k).twin}
+    if plain and res:
+        twins = [(p, model_info(p).twin) for p in plain if model_info(p).twin in res]
+        text += "".join(f" {r}'s mean response is {abs(100 * (1 - means[r] / means[p])):.0f}% "
+                        f"{'below' if means[r] < means[p] else 'above'} {p}'s." for p, r in twins)
+        smaller = max(res.values()) < min(plain.values())
+        text += (" Every residual network responds more weakly than every plain one, as in He et al. Figure 7: "
+                 "the residual functions lie closer to zero than the plain layers' mappings." if smaller else
+                 " The residual layers' responses are not uniformly smaller than the plain ones here.")
+    return text

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from reslab.config import DataConfig
 
 __all__ = [
-    "ArrayDataset", "BatchLoader", "DataBundle", "SAMPLE_ARCHIVE", "build_data", "download_cifar", "load_cifar",
+    "ArrayDataset", "BatchLoader", "DataBundle", "SAMPLE_ARCHIVE", "build_data", "build_eval_data", "download_cifar",
+    "load_cifar", "resolve_val_size",
     "load_image_folder", "load_sample", "normalize", "per_channel_stats", "random_crop_flip", "stratified_split",
     "stratified_subset",
 ]
@@ -67,12 +68,13 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     partial batch; the validation loader serves every image once, in order, unaugmented.
     """
     pool, test, source = _read(cfg)
+    val_size = resolve_val_size(cfg.val_size, len(pool))
     if test is not None:
         train, val, how = pool, test, "official test set"
-    elif cfg.val_size:
-        if cfg.val_size >= len(pool):
-            raise DataError(f"data.val_size = {cfg.val_size} leaves no training images: {source} has {len(pool):,}")
-        train_idx, val_idx = stratified_split(pool.labels, cfg.val_size, seed=cfg.split_seed)
+    elif val_size:
+        if val_size >= len(pool):
+            raise DataError(f"data.val_size = {val_size} leaves no training images: {source} has {len(pool):,}")
+        train_idx, val_idx = stratified_split(pool.labels, val_size, seed=cfg.split_seed)
         train, val = pool.subset(train_idx), pool.subset(val_idx)
         how = f"stratified hold-out, split_seed {cfg.split_seed}"
     else:
@@ -97,6 +99,29 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
                    f"augment {'pad 4 + crop + flip' if cfg.augment else 'off'}")
     return DataBundle(train_loader, val_loader, len(pool.classes), list(pool.classes), int(height), mean, std,
                       description)
+
+
+def resolve_val_size(val_size: int, pool: int) -> int:
+    """``auto`` (-1): 5,000 held-out images (He et al.'s 45k/5k on CIFAR), or 10% of a set under 50,000."""
+    return min(5000, pool // 10) if val_size < 0 else val_size
+
+
+def build_eval_data(cfg: DataConfig, *, stats: Stats, device: str | torch.device = "cpu",
+                    channels_last: bool = True) -> tuple[BatchLoader, list[str], str]:
+    """Every image of a dataset from outside a run, for evaluation: the official test set of CIFAR
+    (``cifar10``/``cifar100``), else the whole folder or sample, nothing held out or split off.
+    Returns the loader, the class names and a description."""
+    if cfg.dataset in CIFAR:
+        if not cfg.path:
+            raise DataError(f"data.path must name the {cfg.dataset} folder or archive")
+        images, source = load_cifar(cfg.path, name=cfg.dataset, train=False), f"{cfg.dataset} test set ({cfg.path})"
+    else:
+        images, _, source = _read(cfg)
+    channels = images.images.shape[1]
+    mean, std = _given_stats(stats, channels=channels)
+    loader = BatchLoader(images, batch_size=cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std,
+                         drop_last=False, device=device, channels_last=channels_last)
+    return loader, list(images.classes), f"{source}: all {len(images):,} images"
 
 
 def _given_stats(stats: Stats, *, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

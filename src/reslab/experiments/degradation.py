@@ -1,4 +1,4 @@
-"""The degradation problem (He et al. 2016, Figures 1 and 6; Table 6).
+"""The degradation problem (He et al. 2016, Figures 1 and 6).
 
 Plain and residual twins at several depths, trained with one recipe and seed. A deeper plain network
 reaching a *higher training error* than a shallower one is degradation: an optimisation difficulty,
@@ -7,76 +7,88 @@ not overfitting. The residual twins should not show it.
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-from typing import Callable, TextIO
+from dataclasses import dataclass
 
-from reslab.analyze import gradient_verdict, gradients_of_runs, responses_of_runs, responses_verdict, write_json
+from reslab.analysis.gradients import gradient_verdict
+from reslab.analysis.responses import responses_verdict
 from reslab.config import RunConfig
-from reslab.experiments.runner import run_all
-from reslab.report.html import build_report, read_jsonl
+from reslab.experiments import Context, register
+from reslab.experiments.common import check_models, finish, pct, run_figures
+from reslab.models import model_info
+from reslab.rundir import ExperimentDir, RunDir
+from reslab.workflows.analyze import gradients_of_runs, responses_of_runs
+from reslab.workflows.sweep import train_sweep
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual networks (ResNet-110: best of 5 runs;
 # mean 6.61 +- 0.16). The paper gives plain-network errors only as curves (Figure 6).
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43,
                     "resnet1202": 7.93}
 
+# What ``reslab demo`` runs: this experiment in small, on the embedded CIFAR-10 sample.
+DEMO_RECIPE = {
+    "name": "demo",
+    "data": {"dataset": "sample", "val_size": 500, "batch_size": 128},
+    "model": {"name": "resnet20"},
+    "optim": {"name": "momentum", "lr": 0.1, "weight_decay": 1e-4},
+    # A one-epoch linear warm-up from 0.01: without it lr 0.1 throws resnet56 off in its first steps
+    # (the loss jumps from 2.9 to 8) and 210 steps are too few to recover; He et al. warm up their
+    # deepest networks the same way.
+    "schedule": {"name": "cosine", "warmup_steps": 35, "warmup_lr": 0.01},
+    "train": {"epochs": 6, "log_every": 7},
+    "experiment": {"models": ["plain20", "plain56", "resnet20", "resnet56"],
+                   "title": "reslab demo: degradation on the embedded CIFAR-10 sample"},
+}
+
+
+@dataclass(frozen=True)
+class DegradationOptions:
+    models: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56")
+    analysis_batch: int = 256  # held-out images of the gradient and response analyses
+    title: str = "Degradation: plain versus residual networks"
+
+    def check(self) -> None:
+        check_models(self.models)
+
 
 def depth_of(name: str) -> int:
-    m = re.search(r"(\d+)$", name)
-    return int(m.group(1)) if m else 0
+    return model_info(name).depth or 0
 
 
-def final_train_error(rows: list[dict], tail: float = 0.05) -> float | None:
-    """Mean training error over the last ``tail`` of the logged iterations (the end of the curve)."""
-    train = [r for r in rows if r.get("kind") == "train"]
-    if not train:
-        return None
-    last = train[-1]["step"]
-    window = [r["train_error"] for r in train if r["step"] >= last * (1 - tail)]
-    return sum(window) / len(window)
-
-
-def summarise(run_dirs: list[Path]) -> list[dict]:
+def summarise(runs: list[RunDir]) -> list[dict]:
     table = []
-    for d in run_dirs:
-        summary = json.loads((d / "summary.json").read_text())
-        rows = read_jsonl(d / "metrics.jsonl")
-        final = summary.get("final", {})
-        train_err = final_train_error(rows)
+    for run in runs:
+        f = run_figures(run)
+        s = f["summary"]
         table.append({
-            "model": summary["model"], "depth": depth_of(summary["model"]), "params": summary["params"],
-            "final train error %": round(100 * train_err, 2) if train_err is not None else None,
-            "final val error %": round(100 * final["val_error"], 2) if "val_error" in final else None,
-            "best val error %": round(100 * summary["best_val_error"], 2) if summary.get("best_val_error") else None,
-            "paper test error %": PAPER_TEST_ERROR.get(summary["model"], "-"),
-            "iterations": summary["steps"], "train time s": summary["train_time_s"],
+            "model": s["model"], "depth": depth_of(s["model"]), "params": s["params"],
+            "final train error %": pct(f["train_error"]), "final val error %": pct(f["final"].get("val_error")),
+            "best val error %": pct(s.get("best_val_error")),
+            "paper test error %": PAPER_TEST_ERROR.get(s["model"], "-"),
+            "iterations": s["steps"], "train time s": s["train_time_s"],
         })
     return table
 
 
 def verdict(table: list[dict]) -> list[str]:
     lines = []
-    for family, label in (("plain", "plain"), ("resnet", "residual")):
-        rows = sorted((r for r in table if r["model"].startswith(family)), key=lambda r: r["depth"])
+    for residual, label in ((False, "Plain"), (True, "Residual")):
+        rows = sorted((r for r in table if model_info(r["model"]).residual == residual), key=lambda r: r["depth"])
         if len(rows) < 2:
             continue
         shallow, deep = rows[0], rows[-1]
         a, b = shallow["final train error %"], deep["final train error %"]
-        if family == "plain":
-            holds = b > a
+        if not residual:
             lines.append(f"Plain: {deep['model']} ends with {b:.2f}% training error against {shallow['model']}'s "
-                         f"{a:.2f}%: " + ("the deeper plain network trains worse (degradation)." if holds else
+                         f"{a:.2f}%: " + ("the deeper plain network trains worse (degradation)." if b > a else
                                           "no degradation in this budget."))
         else:
-            holds = b <= a
             lines.append(f"Residual: {deep['model']} ends with {b:.2f}% training error against {shallow['model']}'s "
-                         f"{a:.2f}%: " + ("the deeper residual network trains as well or better." if holds else
+                         f"{a:.2f}%: " + ("the deeper residual network trains as well or better." if b <= a else
                                           "the deeper residual network trains worse here."))
     by_model = {r["model"]: r for r in table}
     for r in sorted(table, key=lambda r: r["depth"]):
-        twin = by_model.get("resnet" + r["model"][len("plain"):]) if r["model"].startswith("plain") else None
+        info = model_info(r["model"])
+        twin = by_model.get(info.twin) if not info.residual and info.twin else None
         if twin is not None:
             a, b = r["final train error %"], twin["final train error %"]
             lines.append(f"Twins at depth {r['depth']}: plain {a:.2f}%, residual {b:.2f}% training error; "
@@ -84,24 +96,31 @@ def verdict(table: list[dict]) -> list[str]:
     return lines
 
 
-def run_degradation(base: RunConfig, models: list[str], root: Path, *, progress: TextIO | None = None,
-                    log: Callable[[str], None] = lambda s: None, analysis_batch: int = 256,
-                    title: str = "Degradation: plain versus residual networks", jobs: int = 1) -> dict:
-    root.mkdir(parents=True, exist_ok=True)
-    run_dirs = run_all(base, models, root, progress=progress, log=log, jobs=jobs)
-    log("analysing gradients and layer responses")
-    flows = gradients_of_runs(run_dirs, batch=analysis_batch)
-    write_json(root / "analysis" / "gradients.json", {"flows": flows, "verdict": gradient_verdict(flows)})
-    responses = responses_of_runs(run_dirs, batch=analysis_batch)
-    write_json(root / "analysis" / "responses.json", {"responses": responses, "verdict": responses_verdict(responses)})
-    table = summarise(run_dirs)
-    plain = [m for m in sorted(models, key=depth_of) if m.startswith("plain")]
-    res = [m for m in sorted(models, key=depth_of) if not m.startswith("plain")]
-    exp = {"title": title, "kind": "degradation", "runs": models, "table": table,
-           "panels": [p for p in (("plain networks", plain), ("residual networks", res)) if p[1]],
-           "verdict": verdict(table) + [gradient_verdict(flows)],
-           "description": f"{len(models)} networks trained with the same recipe and seed on {base.data.dataset} "
-                          f"(validation: {base.data.val_size} held-out images)."}
-    write_json(root / "experiment.json", exp)
-    exp["report"] = str(build_report(root))
-    return exp
+def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, ctx: Context, *, kind: str,
+              title: str, analysis_batch: int) -> dict:
+    """Train plain and residual networks with one recipe, then gradients, responses, table and verdict."""
+    runs = train_sweep(base, list(models), folder, progress=None if ctx.jobs > 1 else ctx.progress, log=ctx.log,
+                       jobs=ctx.jobs)
+    ctx.log("analysing gradients and layer responses")
+    flows = gradients_of_runs(runs, batch=analysis_batch)
+    folder.write_analysis("gradients", {"flows": flows, "verdict": gradient_verdict(flows)})
+    responses = responses_of_runs(runs, batch=analysis_batch)
+    folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
+    table = summarise(runs)
+    ordered = sorted(models, key=depth_of)
+    plain = [m for m in ordered if not model_info(m).residual]
+    res = [m for m in ordered if model_info(m).residual]
+    val = base.data.val_size
+    return finish(folder, {
+        "title": title, "kind": kind, "runs": list(models), "table": table,
+        "panels": [p for p in (("plain networks", plain), ("residual networks", res)) if p[1]],
+        "verdict": verdict(table) + [gradient_verdict(flows)],
+        "description": f"{len(models)} networks trained with the same recipe and seed on {base.data.dataset} "
+                       f"(validation: {'auto-sized' if val < 0 else f'{val}'} held-out images)."})
+
+
+@register("degradation", DegradationOptions,
+          summary="plain vs residual twins at two depths, curves in the style of He et al. Figure 6, verdict, report")
+def run_degradation(base: RunConfig, options: DegradationOptions, folder: ExperimentDir, ctx: Context) -> dict:
+    return run_twins(base, options.models, folder, ctx, kind="degradation", title=options.title,
+                     analysis_batch=options.analysis_batch)

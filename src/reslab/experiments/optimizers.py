@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
-from pathlib import Path
-from typing import Callable, TextIO
+from dataclasses import dataclass, replace
 
 from reslab.config import RunConfig
-from reslab.experiments.degradation import final_train_error
-from reslab.experiments.runner import run_configs
-from reslab.analyze import write_json
-from reslab.report.html import build_report, read_jsonl
+from reslab.errors import ConfigError
+from reslab.experiments import Context, register
+from reslab.experiments.common import finish, pct, run_figures
+from reslab.rundir import ExperimentDir
+from reslab.workflows.sweep import train_configs
 
 # Rates and weight decay commonly used with each rule on CIFAR ResNets.
 USUAL = {
@@ -25,28 +23,34 @@ USUAL = {
 }
 
 
-def run_optimizers(base: RunConfig, names: list[str], root: Path, *, progress: TextIO | None = None,
-                   log: Callable[[str], None] = lambda s: None) -> dict:
-    root.mkdir(parents=True, exist_ok=True)
-    configs = [replace(base, name=n, out_dir=str(root / "runs"), optim=replace(base.optim, name=n, **USUAL[n]))
-               for n in names]
-    run_dirs = run_configs(configs, progress=progress, log=log)
+@dataclass(frozen=True)
+class OptimizersOptions:
+    rules: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+
+    def check(self) -> None:
+        for rule in self.rules:
+            if rule not in USUAL:
+                raise ConfigError(f"unknown optimizer {rule!r}; known: {', '.join(USUAL)}")
+
+
+@register("optimizers", OptimizersOptions, summary="SGD, momentum, RMSProp, Adam, AdamW at their usual rates on one budget")
+def run_optimizers(base: RunConfig, options: OptimizersOptions, folder: ExperimentDir, ctx: Context) -> dict:
+    configs = [replace(base, name=n, out_dir=str(folder.runs_root), experiment={},
+                       optim=replace(base.optim, name=n, **USUAL[n])) for n in options.rules]
+    runs = train_configs(configs, progress=ctx.progress, log=ctx.log, jobs=ctx.jobs)
     table = []
-    for cfg, d in zip(configs, run_dirs):
-        s = json.loads((d / "summary.json").read_text())
-        train_err = final_train_error(read_jsonl(d / "metrics.jsonl"))
+    for cfg, run in zip(configs, runs):
+        f = run_figures(run)
         table.append({"optimizer": cfg.optim.name, "lr": cfg.optim.lr, "weight decay": cfg.optim.weight_decay,
-                      "final train error %": round(100 * train_err, 2) if train_err is not None else None,
-                      "final val error %": round(100 * s["final"].get("val_error", float("nan")), 2),
-                      "best val error %": round(100 * (s.get("best_val_error") or float("nan")), 2),
-                      "train time s": s["train_time_s"]})
+                      "final train error %": pct(f["train_error"]),
+                      "final val error %": pct(f["final"].get("val_error", float("nan"))),
+                      "best val error %": pct(f["summary"].get("best_val_error") or float("nan")),
+                      "train time s": f["summary"]["train_time_s"]})
     best = min(table, key=lambda r: r["final val error %"])
-    exp = {"title": f"Optimizers on {base.model.name}: one budget, each rule at its usual rate",
-           "kind": "optimizers", "runs": names, "table": table,
-           "panels": [("optimizers", names)],
-           "verdict": [f"Lowest final validation error: {best['optimizer']} ({best['final val error %']}%)."],
-           "description": f"{base.model.name} on {base.data.dataset}, schedule {base.schedule.name}, "
-                          f"{base.train.epochs or base.train.steps} {'epochs' if base.train.epochs else 'steps'} each."}
-    write_json(root / "experiment.json", exp)
-    exp["report"] = str(build_report(root))
-    return exp
+    return finish(folder, {
+        "title": f"Optimizers on {base.model.name}: one budget, each rule at its usual rate",
+        "kind": "optimizers", "runs": list(options.rules), "table": table,
+        "panels": [("optimizers", list(options.rules))],
+        "verdict": [f"Lowest final validation error: {best['optimizer']} ({best['final val error %']}%)."],
+        "description": f"{base.model.name} on {base.data.dataset}, schedule {base.schedule.name}, "
+                       f"{base.train.epochs or base.train.steps} {'epochs' if base.train.epochs else 'steps'} each."})

@@ -1,7 +1,8 @@
 """The model zoo: ``create_model(name, ...)`` builds any registered network as a plain ``nn.Module``.
 
 Every model has ``forward_features`` / ``forward_head`` (the features/head split) and ``blocks()``
-(its residual, dense or inception blocks, in forward order, for analysis).
+(its residual, dense or inception blocks, in forward order, for analysis). Blocks that the lesion,
+path and stochastic-depth analyses can take apart implement :class:`ShortcutBlock`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from reslab.errors import ConfigError
 from reslab.models import classic, densenet, googlenet, preact, resnet
+from reslab.models.protocol import NotAnalysable, ShortcutBlock, shortcut_blocks
 from reslab.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
@@ -28,40 +30,50 @@ class ModelInfo:
     num_classes: int  # classes of the dataset it was published for (the default)
     published_params: int | None  # the paper's or torchvision's count, where one exists
     reference: str
+    residual: bool = False  # its blocks add identity shortcuts (False: plain, dense, inception, classic)
+    twin: str | None = None  # the network that differs from this one in the shortcut alone
+    depth: int | None = None  # weighted layers, as in the name (resnet56: 56)
 
 
 def _register(name: str, factory, *, family: str, input_size: int, num_classes: int,
-              params: int | None = None, reference: str) -> None:
-    MODELS.register(name, factory, info=ModelInfo(name, family, input_size, num_classes, params, reference))
+              params: int | None = None, reference: str, residual: bool = False, twin: str | None = None,
+              depth: int | None = None) -> None:
+    MODELS.register(name, factory, info=ModelInfo(name, family, input_size, num_classes, params, reference,
+                                                  residual, twin, depth))
 
 
 HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition"
 
 # CIFAR networks, He et al. section 4.2 (option A shortcuts; parameter counts of the paper's 0.27M ... 19.4M).
 CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
+CIFAR_PLAIN = (20, 32, 44, 56, 110)
 for _depth, _params in CIFAR_PARAMS.items():
     _register(f"resnet{_depth}", partial(resnet.cifar_resnet, _depth), family="resnet-cifar", input_size=32,
-              num_classes=10, params=_params, reference=HE2016 + ", section 4.2")
-for _depth in (20, 32, 44, 56, 110):  # a plain twin has exactly the parameters of option A
+              num_classes=10, params=_params, reference=HE2016 + ", section 4.2", residual=True, depth=_depth,
+              twin=f"plain{_depth}" if _depth in CIFAR_PLAIN else None)
+for _depth in CIFAR_PLAIN:  # a plain twin has exactly the parameters of option A
     _register(f"plain{_depth}", partial(resnet.cifar_resnet, _depth, residual=False), family="plain-cifar",
-              input_size=32, num_classes=10, params=CIFAR_PARAMS[_depth], reference=HE2016 + ", section 4.2")
+              input_size=32, num_classes=10, params=CIFAR_PARAMS[_depth], reference=HE2016 + ", section 4.2",
+              depth=_depth, twin=f"resnet{_depth}")
 
 # ImageNet networks, He et al. Table 1; counts equal torchvision's.
 IMAGENET_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+IMAGENET_PLAIN = (18, 34)
 for _depth, _params in IMAGENET_PARAMS.items():
     _register(f"resnet{_depth}", partial(resnet.imagenet_resnet, _depth), family="resnet-imagenet",
-              input_size=224, num_classes=1000, params=_params, reference=HE2016 + ", Table 1")
-for _depth in (18, 34):  # no published count: the twin test checks them against their residual twins
+              input_size=224, num_classes=1000, params=_params, reference=HE2016 + ", Table 1", residual=True,
+              depth=_depth, twin=f"plain{_depth}" if _depth in IMAGENET_PLAIN else None)
+for _depth in IMAGENET_PLAIN:  # no published count: the twin test checks them against their residual twins
     _register(f"plain{_depth}", partial(resnet.imagenet_resnet, _depth, residual=False), family="plain-imagenet",
-              input_size=224, num_classes=1000, reference=HE2016 + ", Table 1")
+              input_size=224, num_classes=1000, reference=HE2016 + ", Table 1", depth=_depth, twin=f"resnet{_depth}")
 
 PREACT = "He et al. 2016, Identity Mappings in Deep Residual Networks"
 _register("preact_resnet110", partial(preact.preact_resnet, 110, bottleneck=False), family="preact-cifar",
-          input_size=32, num_classes=10, reference=PREACT)
+          input_size=32, num_classes=10, reference=PREACT, residual=True, depth=110)
 _register("preact_resnet164", partial(preact.preact_resnet, 164, bottleneck=True), family="preact-cifar",
-          input_size=32, num_classes=10, params=1_703_258, reference=PREACT)
+          input_size=32, num_classes=10, params=1_703_258, reference=PREACT, residual=True, depth=164)
 _register("preact_resnet1001", partial(preact.preact_resnet, 1001, bottleneck=True), family="preact-cifar",
-          input_size=32, num_classes=10, params=10_327_706, reference=PREACT)
+          input_size=32, num_classes=10, params=10_327_706, reference=PREACT, residual=True, depth=1001)
 
 DENSENET = "Huang et al. 2017, Densely Connected Convolutional Networks"
 _register("densenet_bc_100_12", partial(densenet.densenet_bc_cifar, 100, 12), family="densenet", input_size=32,
@@ -118,6 +130,13 @@ def create_model(name: str, *, num_classes: int | None = None, **options: Any) -
         raise ConfigError(f"model {name!r}: {e}") from None
 
 
+def check_options(name: str, options: dict[str, Any], *, num_classes: int | None = None) -> None:
+    """Refuse unknown option names and invalid values by building the network on the meta device
+    (no memory, no time): a ConfigError naming the model, before anything touches the disk."""
+    with torch.device("meta"):
+        create_model(name, num_classes=num_classes, **options)
+
+
 def input_size(model_name: str, options: dict[str, Any] | None = None) -> int:
     """Side of the input images a model expects with these options (32 with ``small_input=True``)."""
     if options and options.get("small_input"):
@@ -159,5 +178,5 @@ def describe(name: str, **options: Any) -> dict[str, Any]:
             "input": size, "published_params": info.published_params, "reference": info.reference}
 
 
-__all__ = ["MODELS", "ModelInfo", "count_flops", "count_params", "create_model", "describe", "input_size",
-           "list_models", "model_info"]
+__all__ = ["MODELS", "ModelInfo", "NotAnalysable", "ShortcutBlock", "check_options", "count_flops", "count_params",
+           "create_model", "describe", "input_size", "list_models", "model_info", "shortcut_blocks"]

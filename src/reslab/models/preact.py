@@ -27,7 +27,7 @@ class PreActBlock(ResidualBlock):
                  drop_mode: str) -> None:
         # The projection acts on the pre-activated input and needs no BN of its own.
         super().__init__(downsample=make_shortcut(shortcut, in_planes, out_planes, stride, "none"),
-                         residual_connection=shortcut != "none", survival_prob=survival_prob,
+                         has_shortcut=shortcut != "none", survival_prob=survival_prob,
                          drop_mode=drop_mode, changes_shape=stride != 1 or in_planes != out_planes)
 
     def branch(self, pre: Tensor) -> Tensor:
@@ -41,7 +41,7 @@ class PreActBlock(ResidualBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         pre = torch.relu(self.bn1(x))  # shared by the branch and a projection shortcut
-        if not self.residual_connection:
+        if not self.has_shortcut:
             return self.branch(pre)
         identity = x if self.downsample is None else self.downsample(pre)
         if self.drop.drop_block():

@@ -35,23 +35,27 @@ class ResidualBlock(nn.Module):
     """What every post-activation block shares: H(x) = ReLU(F(x) + shortcut(x)).
 
     Subclasses define ``residual`` (F). ``shortcut`` is the identity, or ``downsample`` where the
-    block has one (zero padding or a projection). With ``residual_connection=False`` the block is a
-    plain stack of layers, H(x) = ReLU(F(x)).
+    block has one (zero padding or a projection). With ``has_shortcut=False`` the block is a plain
+    stack of layers, H(x) = ReLU(F(x)). Implements :class:`reslab.models.protocol.ShortcutBlock`.
     """
 
     expansion = 1
     post_activation = True  # H = ReLU(F + shortcut); pre-activation blocks add without a ReLU
     last_norm: str  # attribute name of the branch's last normalisation layer
 
-    def __init__(self, *, downsample: nn.Module | None, residual_connection: bool, survival_prob: float,
+    def __init__(self, *, downsample: nn.Module | None, has_shortcut: bool, survival_prob: float,
                  drop_mode: str, changes_shape: bool = False) -> None:
         super().__init__()
-        if not residual_connection and survival_prob < 1.0:
+        if not has_shortcut and survival_prob < 1.0:
             raise ValueError("stochastic depth needs a shortcut: a plain block cannot be skipped")
         self.downsample = downsample
         self.changes_shape = changes_shape  # output shape differs from the input's (stride or width)
-        self.residual_connection = residual_connection
+        self.has_shortcut = has_shortcut
         self.drop = StochasticDepth(survival_prob, drop_mode)
+
+    @property
+    def survival_prob(self) -> float:
+        return self.drop.p
 
     def residual(self, x: Tensor) -> Tensor:  # F(x)
         raise NotImplementedError
@@ -60,7 +64,7 @@ class ResidualBlock(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.residual_connection:
+        if not self.has_shortcut:
             return torch.relu(self.residual(x))
         identity = self.shortcut(x)
         if self.drop.drop_block():  # stochastic depth skipped the whole branch for this batch
@@ -85,7 +89,7 @@ class BasicBlock(ResidualBlock):
                  survival_prob: float = 1.0, drop_mode: str = "batch") -> None:
         super().__init__(
             downsample=make_shortcut(shortcut, in_planes, planes, stride, norm),
-            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
+            has_shortcut=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
             changes_shape=stride != 1 or in_planes != planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = norm2d(norm, planes)
@@ -111,7 +115,7 @@ class Bottleneck(ResidualBlock):
         out_planes = planes * self.expansion
         super().__init__(
             downsample=make_shortcut(shortcut, in_planes, out_planes, stride, norm),
-            residual_connection=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
+            has_shortcut=shortcut != "none", survival_prob=survival_prob, drop_mode=drop_mode,
             changes_shape=stride != 1 or in_planes != out_planes)
         self.conv1 = conv1x1(in_planes, planes)
         self.bn1 = norm2d(norm, planes)
@@ -219,13 +223,22 @@ CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 
 
+def _shortcut_for(residual: bool, shortcut: str) -> str:
+    """A network is residual or plain (``residual=False``, the ``plainN`` models); ``shortcut`` picks
+    option A, B or C of a residual one. ``"none"`` is how a plain network reaches its blocks."""
+    if shortcut == "none":
+        raise ValueError("shortcut 'none' is a plain network: use the plain model (e.g. plain20), which differs "
+                         "from its residual twin in the shortcut alone")
+    return shortcut if residual else "none"
+
+
 def cifar_resnet(depth: int, *, residual: bool = True, shortcut: str = "A", **options) -> ResNet:
     """He et al. section 4.2: 6n+2 layers, three stages of n basic blocks on 32/16/8 maps."""
+    shortcut = _shortcut_for(residual, shortcut)
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     n = (depth - 2) // 6
-    return ResNet(BasicBlock, [n] * 3, CIFAR_WIDTHS, stem="cifar",
-                  shortcut=shortcut if residual else "none", **options)
+    return ResNet(BasicBlock, [n] * 3, CIFAR_WIDTHS, stem="cifar", shortcut=shortcut, **options)
 
 
 IMAGENET_LAYOUTS: dict[int, tuple[type[ResidualBlock], tuple[int, ...]]] = {
@@ -243,4 +256,4 @@ def imagenet_resnet(depth: int, *, residual: bool = True, shortcut: str = "B", s
     block, layers = IMAGENET_LAYOUTS[depth]
     options.setdefault("num_classes", 1000)
     return ResNet(block, layers, IMAGENET_WIDTHS, stem="cifar" if small_input else "imagenet",
-                  shortcut=shortcut if residual else "none", **options)
+                  shortcut=_shortcut_for(residual, shortcut), **options)

@@ -1,8 +1,9 @@
 """``reslab report DIR``: one self-contained HTML file (figures inline) built from a run or experiment folder.
 
-It reads files only: ``config.toml``, ``metrics.jsonl``, ``summary.json``, ``experiment.json`` and
-``analysis/*.json``. Figures are drawn again from those files, saved as PNG and SVG under
-``figures/``, and embedded in the page as data URIs, so the page needs no network and no other file.
+It reads files only, through :mod:`reslab.rundir`: a run's config, metrics, gradients and summary, an
+experiment's record, and their analyses. Figures are drawn again from those files, saved as PNG and
+SVG beside the report, and embedded in the page as data URIs, so the page needs no network and no
+other file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from reslab.errors import ReslabError
 from reslab.report import plots
+from reslab.rundir import ExperimentDir, Folder, RunDir
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
@@ -28,22 +30,12 @@ padding: 0.6em 1em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: aut
 """
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 class Page:
     """Accumulates sections; figures are saved beside the report and inlined."""
 
     def __init__(self, root: Path, title: str) -> None:
-        self.root = root
-        self.fig_dir = root / "figures"
+        self.folder = Folder(root)
+        self.fig_dir = self.folder.figures_dir
         self.title = title
         self.parts: list[str] = []
         self.figures: list[str] = []
@@ -77,7 +69,7 @@ class Page:
                           f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
     def write(self) -> Path:
-        out = self.root / "report.html"
+        out = self.folder.report
         body = "\n".join(self.parts)
         out.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                        f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
@@ -91,10 +83,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def run_section(page: Page, run_dir: Path, *, label: str | None = None) -> None:
-    summary = read_json(run_dir / "summary.json") or {}
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    name = label or run_dir.name
+def run_section(page: Page, run: RunDir, *, label: str | None = None) -> None:
+    summary = run.read_summary() or {}
+    rows = run.read_metrics()
+    name = label or run.name
     final = summary.get("final", {})
     page.h2(f"Run {name}")
     if summary:
@@ -107,17 +99,17 @@ def run_section(page: Page, run_dir: Path, *, label: str | None = None) -> None:
     if rows:
         page.figure(plots.run_curves_figure(rows, title=name), f"{name}_curves",
                     f"{name}: error and loss per iteration (thin: training, bold: validation).")
-    grads = read_jsonl(run_dir / "gradients.jsonl")
+    grads = run.read_gradients()
     if grads:
         page.figure(plots.gradient_history_figure(grads, title=name), f"{name}_gradient_history",
                     f"{name}: weight-gradient norms recorded during training (train.record_gradients).")
-    analysis_sections(page, run_dir / "analysis", prefix=name)
-    if (run_dir / "config.toml").is_file():
-        page.pre((run_dir / "config.toml").read_text())
+    analysis_sections(page, run, prefix=name)
+    if run.config_file.is_file():
+        page.pre(run.config_file.read_text())
 
 
-def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
-    grads = read_json(analysis_dir / "gradients.json")
+def analysis_sections(page: Page, folder: Folder, *, prefix: str) -> None:
+    grads = folder.read_analysis("gradients")
     if grads:
         page.h2("Gradient flow")
         page.figure(plots.gradient_figure(grads["flows"], key="weight_grad_norm",
@@ -128,7 +120,7 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
                     "Norm of the gradient flowing back through each layer's output.")
         if grads.get("verdict"):
             page.p(grads["verdict"], "verdict")
-    study = read_json(analysis_dir / "init_study.json")
+    study = folder.read_analysis("init_study")
     if study:
         page.h2("Activation and initialisation (deep MLP)")
         cells = {(c["activation"], c["init"]): c["flows"] for c in study["cells"]}
@@ -138,20 +130,20 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
                     "and initialisation (columns), plain and residual.")
         if study.get("verdict"):
             page.p(study["verdict"], "verdict")
-    lesion = read_json(analysis_dir / "lesion.json")
+    lesion = folder.read_analysis("lesion")
     if lesion:
         page.h2("Lesion study (Veit et al. Figures 3-5)")
         page.figure(plots.lesion_figure({lesion.get("model", prefix): lesion}), f"{prefix}_lesion",
                     f"Validation error after deleting blocks at test time ({lesion.get('images', '?')} images, "
                     f"{lesion.get('seconds', 0):.0f} s).")
-    paths = read_json(analysis_dir / "paths.json")
+    paths = folder.read_analysis("paths")
     if paths:
         page.h2("Paths (Veit et al. Figure 6)")
         page.figure(plots.paths_figure({paths.get("model", prefix): paths}), f"{prefix}_paths",
                     f"{paths['blocks']} blocks: most gradient comes from paths of length {paths['peak_length']}; "
                     f"90% from lengths {paths['effective_range'][0]}-{paths['effective_range'][1]} "
                     f"(mean path length {paths['mean_path_length']:.1f}).")
-    land = read_json(analysis_dir / "landscape.json")
+    land = folder.read_analysis("landscape")
     if land:
         page.h2("Loss landscape (Li et al. 2018)")
         page.figure(plots.landscape_figure({land.get("model", prefix): land}), f"{prefix}_landscape",
@@ -159,7 +151,7 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
                     f"({land['surface']['seconds']:.0f} s).")
         page.figure(plots.interpolation_figure({land.get("model", prefix): land}), f"{prefix}_interpolation",
                     "Loss along the straight line from the trained weights to the initialisation.")
-    resp = read_json(analysis_dir / "responses.json")
+    resp = folder.read_analysis("responses")
     if resp:
         page.h2("Layer responses (He et al. Figure 7)")
         page.figure(plots.responses_figure(resp["responses"]), f"{prefix}_responses",
@@ -168,12 +160,12 @@ def analysis_sections(page: Page, analysis_dir: Path, *, prefix: str) -> None:
             page.p(resp["verdict"], "verdict")
 
 
-def comparison_sections(page: Page, root: Path, runs: list[str]) -> None:
+def comparison_sections(page: Page, exp: ExperimentDir, runs: list[str]) -> None:
     """The per-run analyses (lesion, paths, landscape) of two or more runs, drawn in one figure each."""
     found = {kind: {} for kind in ("lesion", "paths", "landscape")}
     for name in runs:
         for kind in found:
-            result = read_json(root / "runs" / name / "analysis" / f"{kind}.json")
+            result = exp.run(name).read_analysis(kind)
             if result:
                 found[kind][name] = result
     if len(found["lesion"]) > 1:
@@ -192,7 +184,7 @@ def comparison_sections(page: Page, root: Path, runs: list[str]) -> None:
                     "Loss from the trained weights (0) to the initialisation (1), every analysed network.")
 
 
-def experiment_sections(page: Page, root: Path, exp: dict) -> None:
+def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
     page.p(exp.get("description", ""))
     if exp.get("verdict"):
         page.h2("Verdict")
@@ -203,7 +195,7 @@ def experiment_sections(page: Page, root: Path, exp: dict) -> None:
         page.h2("Summary")
         cols = list(table[0])
         page.table(cols, [[r[c] for c in cols] for r in table])
-    curves = {name: read_jsonl(root / "runs" / name / "metrics.jsonl") for name in exp.get("runs", [])}
+    curves = {name: folder.run(name).read_metrics() for name in exp.get("runs", [])}
     if exp.get("panels"):
         page.h2("Training and validation error")
         if exp.get("kind") in ("degradation", "depth"):
@@ -211,11 +203,11 @@ def experiment_sections(page: Page, root: Path, exp: dict) -> None:
         else:
             name, caption = "curves", "Thin lines: training error; bold lines: validation error."
         page.figure(plots.degradation_figure(curves, exp["panels"]), name, caption)
-    analysis_sections(page, root / "analysis", prefix="experiment")
-    comparison_sections(page, root, exp.get("runs", []))
+    analysis_sections(page, folder, prefix="experiment")
+    comparison_sections(page, folder, exp.get("runs", []))
     for name in exp.get("runs", []):
-        if (root / "runs" / name).is_dir():
-            run_section(page, root / "runs" / name, label=name)
+        if folder.run(name).path.is_dir():
+            run_section(page, folder.run(name), label=name)
 
 
 def build_report(path: str | Path) -> Path:
@@ -223,16 +215,16 @@ def build_report(path: str | Path) -> Path:
     root = Path(path)
     if not root.is_dir():
         raise ReslabError(f"no such folder: {root}")
-    exp = read_json(root / "experiment.json")
+    exp = ExperimentDir(root).read()
     if exp is not None:
         page = Page(root, exp.get("title", f"reslab experiment {root.name}"))
-        experiment_sections(page, root, exp)
-    elif (root / "metrics.jsonl").is_file() or (root / "summary.json").is_file():
+        experiment_sections(page, ExperimentDir(root), exp)
+    elif RunDir(root).looks_like_run():
         page = Page(root, f"reslab run {root.name}")
-        run_section(page, root)
-    elif (root / "analysis").is_dir():
+        run_section(page, RunDir(root))
+    elif Folder(root).analysis_dir.is_dir():
         page = Page(root, f"reslab analysis {root.name}")
-        analysis_sections(page, root / "analysis", prefix=root.name)
+        analysis_sections(page, Folder(root), prefix=root.name)
     else:
         raise ReslabError(f"{root} is neither a run nor an experiment folder (no metrics.jsonl or experiment.json)")
     return page.write()

@@ -2,7 +2,8 @@
 
 Hooks: ``on_fit_start``, ``on_epoch_start``, ``on_batch_end``, ``on_evaluate``, ``on_epoch_end``,
 ``on_fit_end``. A callback with state (early stopping, checkpoints) returns it from ``state_dict``
-and it travels in the checkpoint.
+and it travels in the checkpoint under the callback's ``state_key``, so a run resumed with another
+set of callbacks (progress on or off, early stopping added) hands each its own state.
 """
 
 from __future__ import annotations
@@ -10,32 +11,23 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from torch import nn
 
-from reslab.train.checkpoint import save_checkpoint
+from reslab.checkpoint import save_checkpoint
+from reslab.progress import progress
+from reslab.rundir import append_jsonl, truncate_jsonl
 from reslab.train.tensorboard import EventWriter
 
 if TYPE_CHECKING:
     from reslab.train.trainer import Trainer
 
 
-def truncate_jsonl(path: Path, step: int) -> None:
-    """On resume, drop the rows written after the checkpoint the run restarts from."""
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 class Callback:
+    state_key = "callback"  # unique among a trainer's callbacks; names this callback's state in checkpoints
+
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_epoch_start(self, trainer: Trainer) -> None: ...
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
@@ -53,6 +45,8 @@ class Callback:
 class MetricsLogger(Callback):
     """Appends one JSON object per line to ``metrics.jsonl``: train rows every ``log_every`` steps
     (``kind: "train"``) and a row at every evaluation (``kind: "eval"``)."""
+
+    state_key = "metrics"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -73,6 +67,8 @@ class MetricsLogger(Callback):
 
 class TensorBoardLogger(Callback):
     """Scalars for TensorBoard (``tensorboard --logdir runs``)."""
+
+    state_key = "tensorboard"
 
     def __init__(self, log_dir: str | Path) -> None:
         self.log_dir = Path(log_dir)
@@ -108,6 +104,8 @@ class GradientRecorder(Callback):
     which keep every gradient attached. Costs one norm per layer per evaluation.
     """
 
+    state_key = "gradients"
+
     def __init__(self, path: str | Path, model: Any) -> None:
         self.path = Path(path)
         self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -127,6 +125,8 @@ class GradientRecorder(Callback):
 class EarlyStopping(Callback):
     """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` evaluations;
     optionally end with the best weights."""
+
+    state_key = "early_stopping"
 
     def __init__(self, *, patience: int, min_delta: float = 0.0, monitor: str = "val_loss",
                  restore_best: bool = True) -> None:
@@ -172,15 +172,14 @@ class Checkpointer(Callback):
     """Writes ``last.pt`` (everything needed to resume) at every evaluation or every ``every`` steps,
     and ``best.pt`` (weights and metrics) when validation error improves. Both atomically."""
 
-    def __init__(self, directory: str | Path, *, every: int = 0, extra: dict[str, Any] | None = None) -> None:
-        self.directory = Path(directory)
+    state_key = "checkpointer"
+
+    def __init__(self, last: str | Path, best: str | Path, *, every: int = 0,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.last, self.best = Path(last), Path(best)
         self.every = every
         self.extra = extra or {}
         self.best_error = math.inf
-
-    @property
-    def last(self) -> Path:
-        return self.directory / "last.pt"
 
     def save(self, trainer: Trainer) -> None:
         save_checkpoint(self.last, {**trainer.state_dict(), **self.extra})
@@ -193,7 +192,7 @@ class Checkpointer(Callback):
         err = metrics.get("val_error")
         if err is not None and err < self.best_error:
             self.best_error = err
-            save_checkpoint(self.directory / "best.pt",
+            save_checkpoint(self.best,
                             {"model": trainer.eval_model_state(), "metrics": metrics, **self.extra})
         if not self.every:
             self.save(trainer)
@@ -208,58 +207,36 @@ class Checkpointer(Callback):
         self.best_error = state["best_error"]
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 class ProgressBar(Callback):
-    """One refreshing status line on a terminal, and one line per evaluation."""
+    """A progress bar of the run's steps (loss, error, rate and images/s beside it) and one line per
+    evaluation, through :mod:`reslab.progress`."""
 
-    def __init__(self, stream: TextIO, *, total_steps: int, interval: float = 1.0) -> None:
+    state_key = "progress"
+
+    def __init__(self, stream: TextIO, *, total_steps: int) -> None:
         self.stream = stream
         self.total = total_steps
-        self.interval = interval
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self._last = 0.0
-        self._start_step = 0
-        self._start_time = 0.0
+        self.bar = None
         self.latest: dict[str, float] = {}
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self._start_step, self._start_time = trainer.step, time.perf_counter()
-
-    def _eta(self, step: int) -> str:
-        done = step - self._start_step
-        if done <= 0:
-            return "?"
-        rate = (time.perf_counter() - self._start_time) / done
-        return _duration(rate * (self.total - step))
+        self.bar = progress(self.stream, total=self.total, desc="training", unit="step", initial=trainer.step)
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self.latest.update(metrics)
-        now = time.perf_counter()
-        if not self.tty or now - self._last < self.interval:
-            return
-        self._last = now
         m = self.latest
-        line = (f"step {trainer.step}/{self.total} ({100 * trainer.step / self.total:.0f}%) epoch {trainer.epoch} "
-                f"loss {m.get('train_loss', math.nan):.3f} err {100 * m.get('train_error', math.nan):.1f}% "
-                f"lr {m.get('lr', math.nan):.4g} {m.get('images_per_sec', 0):.0f} img/s ETA {self._eta(trainer.step)}")
-        self.stream.write("\r" + line[:120].ljust(120))
-        self.stream.flush()
+        figures = {"loss": f"{m['train_loss']:.3f}", "err": f"{100 * m['train_error']:.1f}%",
+                   "img/s": f"{m.get('images_per_sec', 0):.0f}"} if "train_loss" in m else {}
+        self.bar.update(1, **figures)
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 120 + "\r")
         parts = [f"step {trainer.step:>6}/{self.total}", f"epoch {metrics.get('epoch', trainer.epoch):>3}"]
         if "train_error" in metrics:
             parts.append(f"train loss {metrics['train_loss']:.3f} err {100 * metrics['train_error']:5.2f}%")
         if "val_error" in metrics:
             parts.append(f"val loss {metrics['val_loss']:.3f} err {100 * metrics['val_error']:5.2f}%")
         parts.append(f"{metrics.get('images_per_sec', 0):.0f} img/s")
-        parts.append(f"ETA {self._eta(trainer.step)}")
-        self.stream.write("  ".join(parts) + "\n")
-        self.stream.flush()
+        self.bar.write("  ".join(parts))
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.bar.close()

@@ -7,17 +7,17 @@ The trainer knows nothing of particular models. A model whose training output ha
 from __future__ import annotations
 
 import math
-import random
 import time
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from reslab.device import autocast
 from reslab.errors import ReslabError
+from reslab.evaluation import Evaluation, evaluate
 from reslab.train.callbacks import Callback
-from reslab.train.device import autocast
+from reslab.train.state import ModelEMA, rng_state, set_rng_state
 
 
 class TrainingDiverged(ReslabError):
@@ -35,58 +35,6 @@ def classification_loss(output: Any, target: Tensor, *, label_smoothing: float =
     return loss, logits
 
 
-class ModelEMA:
-    """Exponential moving average of the weights and of the BatchNorm running statistics, evaluated in
-    their place. (Copying the live statistics instead would pair averaged weights with statistics
-    measured for other weights; on ResNet-20 that cost 3 points of validation error.)
-
-    The decay warms up as min(decay, (1 + t) / (10 + t)) over the updates t, so that the average
-    forgets the random initialisation within the first few hundred steps.
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        import copy
-
-        self.decay = decay
-        self.updates = 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        ema = [p for p in self.model.parameters()]
-        cur = [p.detach() for p in model.parameters()]
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(ema, cur, 1.0 - decay)
-        for b_ema, b in zip(self.model.buffers(), model.buffers()):
-            if b.is_floating_point():
-                b_ema.lerp_(b, 1.0 - decay)
-            else:  # counters such as num_batches_tracked
-                b_ema.copy_(b)
-
-
-def rng_state() -> dict[str, Any]:
-    """Every generator a training step may draw from, in types that ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     """Owns the step counter; evaluates, logs and checkpoints through callbacks.
 
@@ -94,7 +42,7 @@ class Trainer:
         model: any classifier ``nn.Module`` (already on ``device``).
         optimizer: a ``torch.optim.Optimizer``; ``group["lr"]`` is written every step.
         lr_controller: ``lr(step)``, ``observe_train_error``, ``observe_val_loss``, ``state_dict``.
-        device, precision: from :mod:`reslab.train.device` (``fp32``, ``bf16``, ``fp16``).
+        device, precision: from :mod:`reslab.device` (``fp32``, ``bf16``, ``fp16``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, lr_controller, *,
@@ -113,6 +61,9 @@ class Trainer:
         self.tta_flip = tta_flip
         self.log_every = log_every
         self.callbacks = list(callbacks)
+        keys = [cb.state_key for cb in self.callbacks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"two callbacks share a state_key: {keys}")
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.train_model = torch.compile(model) if compile else model
@@ -153,7 +104,7 @@ class Trainer:
             "epoch": self.epoch,
             "elapsed": self.elapsed,
             "rng": rng_state(),
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
         }
         if self.ema is not None:
             state["ema"] = self.ema.model.state_dict()
@@ -170,8 +121,10 @@ class Trainer:
         self.lr_controller.load_state_dict(state["lr_controller"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.elapsed = float(state.get("elapsed", 0.0))
-        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
-            cb.load_state_dict(cb_state)
+        saved = state.get("callbacks", {})  # by state_key; a callback absent then or now is skipped
+        for cb in self.callbacks:
+            if cb.state_key in saved:
+                cb.load_state_dict(saved[cb.state_key])
         if self.ema is not None and "ema" in state:
             self.ema.model.load_state_dict(state["ema"])
             self.ema.updates = int(state.get("ema_updates", 0))
@@ -297,35 +250,12 @@ class Trainer:
         self._window = self._new_window()
         if val_loader is not None:
             result = self.evaluate(val_loader)
-            metrics.update(val_loss=result["loss"], val_error=result["error"])
-            self.lr_controller.observe_val_loss(result["loss"])
+            metrics.update(val_loss=result.loss, val_error=result.error)
+            self.lr_controller.observe_val_loss(result.loss)
         self._emit("on_evaluate", metrics)
         return metrics
 
-    @torch.no_grad()
-    def evaluate(self, loader: Iterable, *, num_classes: int | None = None) -> dict[str, Any]:
-        """Mean cross-entropy (no label smoothing), error, and per-class counts of the evaluated model."""
-        model = self.eval_model()
-        was_training = model.training
-        model.eval()
-        total_loss, errors, seen = 0.0, 0, 0
-        confusion = None
-        for x, y in loader:
-            with autocast(self.device, self.precision):
-                logits = model(x)
-                if self.tta_flip:
-                    logits = (logits.float() + model(x.flip(3)).float()) / 2
-            logits = logits.float()
-            total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            pred = logits.argmax(1)
-            errors += int((pred != y).sum())
-            seen += len(y)
-            if num_classes is not None:
-                idx = y * num_classes + pred
-                counts = torch.bincount(idx.cpu(), minlength=num_classes * num_classes)
-                confusion = counts if confusion is None else confusion + counts
-        model.train(was_training)
-        out: dict[str, Any] = {"loss": total_loss / max(1, seen), "error": errors / max(1, seen), "images": seen}
-        if confusion is not None:
-            out["confusion"] = confusion.view(num_classes, num_classes)
-        return out
+    def evaluate(self, loader: Iterable, *, num_classes: int | None = None) -> Evaluation:
+        """The evaluated model (the EMA's, when on) on ``loader``, with the run's precision and flip TTA."""
+        return evaluate(self.eval_model(), loader, precision=self.precision, tta_flip=self.tta_flip,
+                        num_classes=num_classes)

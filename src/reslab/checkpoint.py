@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from reslab.errors import CheckpointError
+from reslab.rundir import FORMAT
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -42,7 +43,33 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    state = {**state, "format": FORMAT}
     atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+
+
+# Format 0 stored the callbacks' states as a list, in the order of a callback list that depended on
+# command-line flags. Each state that was not empty belonged to one callback, recognisable by its keys.
+_FORMAT0_KEYS = {"checkpointer": {"best_error"},
+                 "early_stopping": {"best", "best_step", "bad_evals", "best_weights", "stopped_step"}}
+
+
+def migrate(state: dict[str, Any], source: Path) -> dict[str, Any]:
+    """A checkpoint of any earlier format in today's: callback state keyed by each callback's ``state_key``."""
+    version = state.get("format", 0)
+    if not isinstance(version, int) or version > FORMAT:
+        raise CheckpointError(f"{source} has checkpoint format {version!r}; this reslab reads up to {FORMAT}")
+    if version == 0 and isinstance(state.get("callbacks"), list):
+        keyed = {}
+        for cb_state in state["callbacks"]:
+            if not cb_state:
+                continue  # a callback without state (metrics, TensorBoard, progress, gradient recorder)
+            key = next((k for k, keys in _FORMAT0_KEYS.items() if set(cb_state) == keys), None)
+            if key is None:
+                raise CheckpointError(f"{source}: a callback state with keys {sorted(cb_state)} is not one "
+                                      f"reslab ever wrote")
+            keyed[key] = cb_state
+        state = {**state, "callbacks": keyed}
+    return {**state, "format": FORMAT}
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -56,7 +83,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a reslab checkpoint (no model state)")
-    return state
+    return migrate(state, path)
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], *, source: str, model_name: str | None = None) -> None:

@@ -1,0 +1,115 @@
+"""The command line: the only package that reads argv or prints for the user.
+
+Every user-fixable problem (a ReslabError) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from reslab.errors import ReslabError
+
+TAKES_OVERRIDES = ("train", "experiment", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reslab.experiments import experiment_names
+
+    kinds = experiment_names()
+    parser = argparse.ArgumentParser(prog="reslab", description="Deep residual learning, built and measured.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("models", help="list every network with its parameters and FLOPs")
+    p.add_argument("filter", nargs="?", default="", help="only names containing this text")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("train", help="train a network from a config file (overrides: --section.key=value)",
+                       epilog="example: reslab train configs/cifar10_resnet20_fast.toml --optim.lr=0.2")
+    p.add_argument("config", nargs="?", help="TOML config (see configs/); without one, the defaults")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    p.add_argument("--name", help="run name (folder under out_dir)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: loss, error, per-class accuracy, confusion matrix")
+    p.add_argument("checkpoint", help="a checkpoint file or a run folder (uses its best checkpoint)")
+    p.add_argument("--data", default=None, help="sample, cifar10, cifar100 or folder: evaluate every image of it "
+                   "(default: the run's own held-out images)")
+    p.add_argument("--data-path", default=None, help="dataset folder or archive")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the run's evaluation batch size")
+    p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation, even if the run used it")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("playground", help="every optimizer on the lecture's 2-D test surfaces, with pictures")
+    p.add_argument("surfaces", nargs="*", help="ravine, saddle, rosenbrock, beale, bowl1d (default: all)")
+    p.add_argument("--out", default="runs/playground", help="folder for the plots")
+    p.add_argument("--steps", type=int, default=None, help="steps per optimizer (default: per surface)")
+    p.add_argument("--tol", type=float, default=1e-3, help="tolerance on loss - minimum")
+    p.add_argument("--lr", action="append", default=[], metavar="OPTIMIZER=RATE",
+                   help="change an optimizer's rate, e.g. --lr sgd=0.04 (repeatable)")
+    p.add_argument("--no-animation", action="store_true", help="skip the GIFs")
+
+    p = sub.add_parser("demo", help="the degradation experiment in small, on the embedded sample (no download)")
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
+
+    p = sub.add_parser("experiment", help="named reproductions: " + ", ".join(kinds),
+                       epilog="options of an experiment: --experiment.key=value (or an [experiment] table in CONFIG), "
+                              "e.g. reslab experiment depth CONFIG --experiment.depths=[20,56] --experiment.plain=true")
+    p.add_argument("kind", choices=kinds)
+    p.add_argument("config", nargs="?", help="base recipe (TOML); the model name is set per run")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
+    p.add_argument("--out", help="experiment folder (default runs/<kind>)")
+    p.add_argument("--quiet", action="store_true")
+    legacy = p.add_argument_group("older spellings of --experiment.KEY=VALUE")
+    legacy.add_argument("--models", nargs="+", help="--experiment.models (degradation)")
+    legacy.add_argument("--depths", nargs="+", type=int, help="--experiment.depths (depth)")
+    legacy.add_argument("--plain", action="store_true", help="--experiment.plain=true (depth)")
+    legacy.add_argument("--survival-prob", type=float, help="--experiment.survival_prob (stochastic-depth)")
+    legacy.add_argument("--aux-weight", type=float, help="--experiment.aux_weight (architectures)")
+
+    p = sub.add_parser("analyze", help="gradient flow, layer responses, init study, lesion, paths, loss landscape")
+    p.add_argument("what", choices=["gradients", "responses", "init-study", "lesion", "paths", "landscape"])
+    p.add_argument("target", nargs="?", default="", help="a run folder, or (gradients) a model name")
+    p.add_argument("--batch", type=int, default=256, help="images in the analysis batch")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--depth", type=int, default=30, help="init-study: hidden layers of the MLP")
+    p.add_argument("--images", type=int, default=2000, help="lesion, landscape: held-out images evaluated")
+    p.add_argument("--draws", type=int, default=10, help="lesion, paths: random draws per point")
+    p.add_argument("--resolution", type=int, default=21, help="landscape: grid points per axis")
+    p.add_argument("--span", type=float, default=1.0, help="landscape: grid from -span to span")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="lesion, landscape: evaluation precision (bf16 is faster on a CPU with bf16 instructions)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="landscape: worker processes sharing the grid rows (for many-core CPUs; default 1)")
+
+    p = sub.add_parser("report", help="build report.html for a run or experiment folder")
+    p.add_argument("folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from reslab.cli.commands import COMMANDS
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command in TAKES_OVERRIDES:
+        args.overrides = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return COMMANDS[args.command](args)
+    except ReslabError as e:
+        print(f"reslab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\nreslab: interrupted; a run continues from its last checkpoint with reslab train --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""One function per command: parse nothing, call the library, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reslab.cli import show
+from reslab.errors import ReslabError
+
+# Old spellings of experiment options, kept working: each becomes --experiment.<key>=<value>.
+LEGACY_EXPERIMENT_FLAGS = {"models": "models", "depths": "depths", "plain": "plain",
+                           "survival_prob": "survival_prob", "aux_weight": "aux_weight"}
+
+
+def split_overrides(extra: list[str]) -> list[str]:
+    for item in extra:
+        if not (item.startswith("--") and "=" in item and item[2:].split("=", 1)[0].replace(".", "_").isidentifier()):
+            raise ReslabError(f"unrecognised argument {item!r} (overrides look like --section.key=value or --name=value)")
+    return list(extra)
+
+
+def _stderr_log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from reslab.models import describe, list_models
+
+    rows = [describe(n) for n in list_models() if args.filter in n]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(show.model_table(rows))
+        print("\nFLOPs: forward pass of one image at the listed input size (a multiply-add counts as 2).")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reslab.config import load_config
+    from reslab.rundir import RunDir, run_dir_of
+    from reslab.workflows.train import train_run
+
+    overrides = split_overrides(args.overrides)
+    if args.name:
+        overrides.append("--name=" + json.dumps(args.name))
+    if args.resume:
+        if args.config:
+            raise ReslabError("give either a CONFIG or --resume RUN_DIR, not both")
+        cfg = RunDir(args.resume).read_config(overrides)
+    else:  # no CONFIG: the defaults plus overrides
+        cfg = load_config(args.config, overrides)
+    if not args.quiet:
+        what = "resuming" if args.resume else "training"
+        print(f"{what} {cfg.model.name} on {cfg.data.dataset} -> {run_dir_of(cfg).path}/", file=sys.stderr)
+    result = train_run(cfg, resume=bool(args.resume), overwrite=args.overwrite,
+                       progress=None if args.quiet else sys.stderr)
+    print(show.run_result(result))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from reslab.workflows.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, dataset=args.data, path=args.data_path, batch_size=args.batch_size,
+                                 device=args.device, tta=False if args.no_tta else None)
+    print(json.dumps(report, indent=2) if args.json else show.evaluation(report))
+    return 0
+
+
+def _experiment_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = split_overrides(args.overrides)
+    for flag, key in LEGACY_EXPERIMENT_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None and value is not False:
+            overrides.append(f"--experiment.{key}=" + json.dumps(value))
+    return overrides
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from reslab.config import load_config
+    from reslab.experiments import Context, experiment, run_experiment
+
+    spec = experiment(args.kind)
+    overrides = _experiment_overrides(args)
+    if (spec.needs_recipe and args.config is None
+            and not any(o.startswith(("--train.steps=", "--train.epochs=")) for o in overrides)):
+        raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG such as configs/cifar10_degradation.toml "
+                          f"(or at least --train.epochs=N)")
+    if args.jobs < 1:
+        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
+    if not spec.needs_recipe and args.config is None:
+        overrides.append("--train.epochs=1")  # a placeholder: this experiment trains nothing
+    cfg = load_config(args.config, overrides)
+    ctx = Context(progress=None if args.quiet else sys.stderr, log=_stderr_log, jobs=args.jobs)
+    exp = run_experiment(args.kind, cfg, args.out or f"runs/{args.kind}", ctx)
+    print(show.experiment(exp))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reslab.config import load_config
+    from reslab.experiments import Context, run_experiment
+    from reslab.experiments.degradation import DEMO_RECIPE
+
+    cfg = load_config(None, split_overrides(args.overrides), base=DEMO_RECIPE)
+    models = ", ".join(cfg.experiment.get("models", []))
+    print(f"reslab demo: {models} on the embedded CIFAR-10 sample ({cfg.train.epochs} epochs each), "
+          f"then gradient flow and the report", file=sys.stderr)
+    exp = run_experiment("degradation", cfg, args.out, Context(progress=sys.stderr, log=_stderr_log))
+    print(show.experiment(exp))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from reslab.workflows import analyze
+
+    if args.jobs < 1:
+        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.what == "init-study":  # now an experiment; the old command runs it
+        args.kind, args.config, args.overrides, args.quiet = "init-study", None, [f"--experiment.depth={args.depth}"], True
+        args.out, args.jobs = args.out or "runs/init-study", 1
+        return cmd_experiment(args)
+    if not args.target:
+        raise ReslabError(f"analyze {args.what} needs a run folder")
+    if args.what == "gradients":
+        path, result = analyze.analyze_gradients(args.target, batch=args.batch, out=Path(args.out) if args.out else None)
+        for label, flow in result["flows"].items():
+            print(f"{label:<28} first/last layer gradient ratio {flow['ratio_first_last_weight']:.3g}")
+        print(f"\n{result['verdict']}")
+    elif args.what == "responses":
+        path, result = analyze.analyze_responses(args.target, batch=args.batch)
+        print(result["verdict"])
+    elif args.what == "lesion":
+        path, result = analyze.analyze_lesion(args.target, images=args.images, draws=args.draws, precision=args.precision)
+        print(show.lesion(result))
+    elif args.what == "paths":
+        path, result = analyze.analyze_paths(args.target, draws=args.draws)
+        print(show.paths(result))
+    else:
+        from reslab.progress import progress
+
+        with progress(sys.stderr, total=args.resolution, desc="landscape rows", unit="row") as bar:
+            path, result = analyze.analyze_landscape(
+                args.target, resolution=args.resolution, span=args.span, images=args.images,
+                progress=lambda i, n: bar.update(i - bar.done), precision=args.precision, jobs=args.jobs)
+        print(f"{result['model']}: {args.resolution}x{args.resolution} grid on {result['images']} images in "
+              f"{result['surface']['seconds']:.0f} s")
+    print(f"written to {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reslab.report.html import build_report
+
+    print(f"report: {build_report(args.folder)}")
+    return 0
+
+
+def cmd_playground(args: argparse.Namespace) -> int:
+    from reslab.playground import SURFACES, play
+
+    surfaces = args.surfaces or list(SURFACES)
+    unknown = [s for s in surfaces if s not in SURFACES]
+    if unknown:
+        raise ReslabError(f"unknown surface {unknown[0]!r}; known: {', '.join(SURFACES)}")
+    lrs = {}
+    for item in args.lr:
+        name, _, value = item.partition("=")
+        try:
+            lrs[name] = float(value)
+        except ValueError:
+            raise ReslabError(f"--lr takes OPTIMIZER=RATE, got {item!r}") from None
+        if not lrs[name] > 0:
+            raise ReslabError(f"--lr {name}: the rate must be positive, got {value}")
+    results = play(args.out, surfaces=surfaces, steps=args.steps, tol=args.tol, animate=not args.no_animation,
+                   lr_overrides=lrs)
+    print(show.playground(results, SURFACES, args.tol, args.out))
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment,
+            "demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "playground": cmd_playground}

@@ -1,0 +1,75 @@
+"""The one evaluation loop: the trainer, ``reslab eval`` and the analyses all count errors here.
+
+With the same model, images, precision and flip setting it returns the same error count wherever it
+is called from, which is what lets ``reslab eval RUN`` reproduce the error a run reported.
+Loss and error counts are summed on the model's device and read back once, at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from reslab.device import autocast
+
+
+@dataclass
+class Evaluation:
+    loss: float  # mean cross-entropy, without label smoothing
+    errors: int
+    images: int
+    confusion: Tensor | None = None  # (classes, classes) counts: rows true class, columns predicted
+
+    @property
+    def error(self) -> float:
+        return self.errors / max(1, self.images)
+
+    def per_class_accuracy(self) -> list[float]:
+        c = self.confusion
+        return (c.diag().double() / c.sum(1).clamp(min=1).double()).tolist() if c is not None else []
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, precision: str = "fp32",
+             tta_flip: bool = False, num_classes: int | None = None) -> Evaluation:
+    """``model`` in eval mode over ``batches``; with ``tta_flip`` the logits of each image and its mirror
+    image are averaged. ``precision`` is the autocast of the forward passes (fp32: none)."""
+    was_training = model.training
+    model.eval()
+    loss = errors = confusion = None
+    seen = 0
+    try:
+        for x, y in batches:
+            with autocast(x.device, precision):
+                logits = model(x)
+                if tta_flip:
+                    logits = (logits.float() + model(x.flip(3)).float()) / 2
+            logits = logits.float()
+            batch_loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+            pred = logits.argmax(1)
+            wrong = (pred != y).sum()
+            loss = batch_loss if loss is None else loss + batch_loss
+            errors = wrong if errors is None else errors + wrong
+            seen += len(y)
+            if num_classes is not None:
+                counts = torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+                confusion = counts if confusion is None else confusion + counts
+    finally:
+        model.train(was_training)
+    return Evaluation(loss=float(loss) / max(1, seen) if loss is not None else 0.0,
+                      errors=int(errors) if errors is not None else 0, images=seen,
+                      confusion=None if confusion is None else confusion.cpu().view(num_classes, num_classes))
+
+
+def loss_and_error(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """(mean cross-entropy, error): the analyses' view of :func:`evaluate` (precision from the caller's autocast)."""
+    result = evaluate(model, batches)
+    return result.loss, result.error
+
+
+def fixed_batches(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor]]:
+    """Held-in-memory images cut into batches of ``batch_size`` (the last one may be smaller)."""
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]

@@ -1,0 +1,45 @@
+"""What the experiments share: reading a finished run's figures, checking names, finishing the record."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from reslab.errors import ConfigError
+from reslab.models import list_models
+from reslab.rundir import ExperimentDir, RunDir
+
+
+def final_train_error(rows: list[dict], tail: float = 0.05) -> float | None:
+    """Mean training error over the last ``tail`` of the logged iterations (the end of the curve)."""
+    train = [r for r in rows if r.get("kind") == "train"]
+    if not train:
+        return None
+    last = train[-1]["step"]
+    window = [r["train_error"] for r in train if r["step"] >= last * (1 - tail)]
+    return sum(window) / len(window)
+
+
+def pct(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 2)
+
+
+def run_figures(run: RunDir) -> dict[str, Any]:
+    """A finished run's summary plus its final training error (from metrics.jsonl)."""
+    summary = run.read_summary() or {}
+    return {"summary": summary, "final": summary.get("final", {}),
+            "train_error": final_train_error(run.read_metrics())}
+
+
+def check_models(names: Iterable[str]) -> None:
+    known = set(list_models())
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown model {name!r} in experiment options")
+
+
+def finish(folder: ExperimentDir, record: dict) -> dict:
+    """Write experiment.json and the report; returns the record with the report's path."""
+    from reslab.report.html import build_report
+
+    folder.write(record)
+    return {**record, "report": str(build_report(folder.path))}

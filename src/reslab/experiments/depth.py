@@ -1,0 +1,35 @@
+"""He et al. 2016, Table 6: CIFAR-10 error against depth for residual networks (and their plain twins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reslab.config import RunConfig
+from reslab.errors import ConfigError
+from reslab.experiments import Context, register
+from reslab.experiments.degradation import run_twins
+from reslab.models import list_models
+from reslab.rundir import ExperimentDir
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    depths: tuple[int, ...] = (20, 32, 44, 56)
+    plain: bool = False  # train the plain twins too
+    analysis_batch: int = 256
+
+    def models(self) -> tuple[str, ...]:
+        families = ("plain", "resnet") if self.plain else ("resnet",)
+        return tuple(f"{family}{d}" for family in families for d in self.depths)
+
+    def check(self) -> None:
+        for name in self.models():
+            if name not in list_models():
+                raise ConfigError(f"experiment.depths: no CIFAR network {name!r} (depths are 6n+2: 20, 32, 44, "
+                                  f"56, 110{', 1202 without --experiment.plain' if self.plain else ', 1202'})")
+
+
+@register("depth", DepthOptions, summary="He et al. Table 6, with the paper's errors beside ours")
+def run_depth(base: RunConfig, options: DepthOptions, folder: ExperimentDir, ctx: Context) -> dict:
+    return run_twins(base, options.models(), folder, ctx, kind="depth",
+                     title="Depth: error against depth (He et al. Table 6)", analysis_batch=options.analysis_batch)

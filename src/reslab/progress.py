@@ -1,0 +1,57 @@
+"""Progress output for every long command, through one library (tqdm).
+
+On a terminal: a tqdm bar that redraws in place. Anywhere else (a log file, CI, a pipe): plain lines,
+one each time another tenth of the work is done, so logs stay readable. Library code receives the
+stream from the command line (``None``: silent) and never prints on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+
+class Progress:
+    """``update(n, **figures)``, ``write(line)`` (a line above the bar), ``close()``; also a context manager."""
+
+    def __init__(self, stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0) -> None:
+        self.stream, self.total, self.desc, self.unit = stream, total, desc, unit
+        self.done = initial
+        self.tty = stream is not None and hasattr(stream, "isatty") and stream.isatty()
+        self._bar = (tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=True,
+                          leave=False, smoothing=0.05) if self.tty else None)
+        self._next_tenth = (10 * initial // max(total, 1) + 1) if total else 11
+
+    def update(self, n: int = 1, **figures: Any) -> None:
+        self.done += n
+        if self._bar is not None:
+            if figures:
+                self._bar.set_postfix(figures, refresh=False)
+            self._bar.update(n)
+        elif self.stream is not None and self.total and 10 * self.done >= self._next_tenth * self.total:
+            self._next_tenth = 10 * self.done // self.total + 1
+            extra = "".join(f" {k} {v}" for k, v in figures.items())
+            self.write(f"{self.desc}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%){extra}")
+
+    def write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        elif self.stream is not None:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress(stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0) -> Progress:
+    return Progress(stream, total=total, desc=desc, unit=unit, initial=initial)

@@ -1,0 +1,81 @@
+"""A sweep: several trainings that share a recipe, in sequence or in worker processes, each resumable,
+finished ones skipped. Every run goes through :func:`reslab.workflows.train.train_run`."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence, TextIO
+
+from reslab.config import RunConfig, as_dict, config_from_dict
+from reslab.rundir import ExperimentDir, RunDir, run_dir_of
+from reslab.workflows.train import run_config, train_run
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run of a sweep: its name, the network, and builder options on top of the base recipe's."""
+
+    name: str
+    model: str
+    options: dict = field(default_factory=dict)
+
+
+def config_for(base: RunConfig, entry: Entry, root: ExperimentDir) -> RunConfig:
+    """``base``'s recipe for one network of a sweep, in ``root/runs/<name>``."""
+    model_cfg = replace(base.model, name=entry.model, options={**base.model.options, **entry.options})
+    return run_config(replace(base, name=entry.name, out_dir=str(root.runs_root), model=model_cfg))
+
+
+def status(cfg: RunConfig) -> str:
+    """``finished`` (a summary for this very config), ``resumable`` (a checkpoint) or ``new``."""
+    return run_dir_of(cfg).status(as_dict(run_config(cfg)))
+
+
+def _train_in_worker(cfg_dict: dict, state: str, threads: int) -> str:
+    """One run in a worker process, with its share of the cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = config_from_dict(cfg_dict)
+    train_run(cfg, resume=state == "resumable", overwrite=state == "new")
+    return cfg.name
+
+
+def train_sweep(base: RunConfig, entries: Sequence[Entry | str], root: ExperimentDir, *,
+                progress: TextIO | None = None, log: Callable[[str], None] = lambda s: None,
+                jobs: int = 1) -> list[RunDir]:
+    """Train every entry (a model name, or an :class:`Entry`) with ``base``'s recipe; returns the run folders."""
+    entries = [Entry(e, e) if isinstance(e, str) else e for e in entries]
+    return train_configs([config_for(base, e, root) for e in entries], progress=progress, log=log, jobs=jobs)
+
+
+def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
+                  log: Callable[[str], None] = lambda s: None, jobs: int = 1) -> list[RunDir]:
+    """Train each config (skipping finished runs, resuming killed ones); returns the run folders.
+
+    ``jobs > 1`` trains that many runs at once in worker processes, the machine's cores split between
+    them (on a 2-core CPU that is slower than one after the other: keep 1 there). Workers report no
+    progress bar, only a line as each run ends.
+    """
+    states = [status(cfg) for cfg in configs]
+    words = {"finished": "finished earlier, skipped", "resumable": "resuming", "new": "training"}
+    total = len(configs)
+    if jobs > 1:
+        for i, (cfg, st) in enumerate(zip(configs, states), start=1):
+            log(f"[{i}/{total}] {cfg.name}: {words[st]}")
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no shared torch thread pools
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_train_in_worker, as_dict(cfg), st, threads)
+                       for cfg, st in zip(configs, states) if st != "finished"]
+            for f in futures:
+                log(f"{f.result()}: done")
+    else:
+        for i, (cfg, st) in enumerate(zip(configs, states), start=1):
+            log(f"[{i}/{total}] {cfg.name}: {words[st]}")
+            if st != "finished":
+                train_run(cfg, resume=st == "resumable", overwrite=st == "new", progress=progress)
+    return [run_dir_of(cfg) for cfg in configs]

@@ -1,0 +1,120 @@
+"""One training run from a config: the data flow of ``reslab train``.
+
+config -> (model options checked, data read) -> run folder created -> model, optimizer, schedule ->
+Trainer.fit with its callbacks -> summary. Nothing touches the disk until the config, the model's
+options and the data have been checked, so a start that fails leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
+
+import torch
+
+from reslab.checkpoint import load_checkpoint, load_model_state
+from reslab.config import RunConfig, as_dict
+from reslab.data import DataBundle, build_data
+from reslab.device import resolve_device, resolve_precision
+from reslab.errors import CheckpointError
+from reslab.models import check_options, count_params, create_model
+from reslab.optim import optimizer_from_config
+from reslab.rundir import RunDir, run_dir_of
+from reslab.schedules import build_schedule
+from reslab.train import (Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, ProgressBar,
+                          TensorBoardLogger, Trainer, TrainingDiverged)
+
+
+@dataclass
+class RunResult:
+    run: RunDir
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def run_config(cfg: RunConfig) -> RunConfig:
+    """What a run stores and is compared by: its config without experiment options."""
+    return replace(cfg, experiment={}) if cfg.experiment else cfg
+
+
+def checkpoint_identity(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
+    """What a checkpoint records so that it can be rebuilt, evaluated alone, and refused by another model."""
+    return {"model_name": cfg.model.name, "model_options": dict(cfg.model.options), "num_classes": data.num_classes,
+            "data_stats": data.stats, "seed": cfg.train.seed, "classes": data.classes, "optimizer_name": cfg.optim.name}
+
+
+def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpointer: Checkpointer,
+                  total_steps: int, progress: TextIO | None) -> list:
+    callbacks: list = [MetricsLogger(run.metrics_file)]
+    if cfg.train.tensorboard:
+        callbacks.append(TensorBoardLogger(run.tb_dir))
+    if cfg.train.record_gradients:
+        callbacks.append(GradientRecorder(run.gradients_file, model))
+    if cfg.train.early_stopping_patience:
+        callbacks.append(EarlyStopping(patience=cfg.train.early_stopping_patience,
+                                       min_delta=cfg.train.early_stopping_min_delta,
+                                       restore_best=cfg.train.restore_best))
+    if progress is not None:
+        callbacks.append(ProgressBar(progress, total_steps=total_steps))
+    callbacks.append(checkpointer)  # last, so it saves the other callbacks' updated state
+    return callbacks
+
+
+def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
+              progress: TextIO | None = None) -> RunResult:
+    """Train ``cfg`` in ``<out_dir>/<name>``; with ``resume`` continue from its last checkpoint."""
+    cfg = run_config(cfg)
+    run = run_dir_of(cfg)
+    if resume and not run.last_checkpoint.is_file():
+        raise CheckpointError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name} in "
+                              f"{run.checkpoint_dir}")
+    check_options(cfg.model.name, cfg.model.options)
+    torch.manual_seed(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    channels_last = cfg.train.channels_last and device.type in ("cpu", "cuda")
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device, channels_last=channels_last)
+    if not resume:
+        run.create(cfg, overwrite=overwrite)
+
+    model = create_model(cfg.model.name, num_classes=data.num_classes, **cfg.model.options).to(device)
+    optimizer = optimizer_from_config(cfg.optim, model)
+    total_steps = cfg.train.steps or cfg.train.epochs * len(data.train)
+    lr_controller = build_schedule(cfg.schedule, base_lr=cfg.optim.lr, total_steps=total_steps)
+    checkpointer = Checkpointer(run.last_checkpoint, run.best_checkpoint, every=cfg.train.checkpoint_every,
+                                extra=checkpoint_identity(cfg, data))
+    trainer = Trainer(model, optimizer, lr_controller, device=device, precision=precision,
+                      channels_last=channels_last, compile=cfg.train.compile, grad_clip=cfg.train.grad_clip,
+                      label_smoothing=cfg.train.label_smoothing, ema_decay=cfg.train.ema_decay,
+                      tta_flip=cfg.train.tta_flip, log_every=cfg.train.log_every,
+                      callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress))
+    if resume:
+        state = load_checkpoint(run.last_checkpoint, map_location=device)
+        load_model_state(model, state, source=str(run.last_checkpoint), model_name=cfg.model.name)
+        saved_rule = state.get("optimizer_name", cfg.optim.name)
+        if saved_rule != cfg.optim.name:
+            raise CheckpointError(f"{run.last_checkpoint} holds the state of a {saved_rule} optimizer, not "
+                                  f"{cfg.optim.name}: resume with --optim.name={saved_rule}")
+        trainer.load_state_dict(state, train_loader=data.train)
+
+    try:
+        metrics = trainer.fit(data.train, data.val, total_steps=total_steps, eval_every=cfg.train.eval_every)
+    except TrainingDiverged as e:
+        where = (f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists()
+                 else "no checkpoint was written before it")
+        raise TrainingDiverged(f"{e}; training stopped, {where}") from None
+
+    summary = {
+        "name": cfg.name, "model": cfg.model.name, "model_options": cfg.model.options,
+        "params": count_params(model), "dataset": data.description, "steps": trainer.step,
+        "epochs": round(trainer.step / len(data.train), 3), "final": metrics,
+        "best_val_error": checkpointer.best_error if checkpointer.best_error != float("inf") else None,
+        "stopped_early": trainer.stop_reason, "train_time_s": round(trainer.elapsed, 1),
+        "device": str(device), "precision": precision, "channels_last": channels_last,
+        "tta_flip": cfg.train.tta_flip, "compile": cfg.train.compile, "torch": torch.__version__,
+        "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "config": as_dict(cfg),
+    }
+    run.write_summary(summary)
+    return RunResult(run, metrics, summary)

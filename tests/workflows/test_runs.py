@@ -1,0 +1,151 @@
+"""Making and reading runs: evaluation that agrees with training, starts that fail cleanly, resumes
+that hand every callback its own state, and run folders written before format 1."""
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab.checkpoint import load_checkpoint
+from reslab.cli import main
+from reslab.config import load_config
+from reslab.rundir import ExperimentDir, RunDir
+from reslab.workflows import sweep
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_format0"
+
+
+def errors_of(run: Path) -> list[float]:
+    return [r["val_error"] for r in RunDir(run).read_metrics() if r["kind"] == "eval"]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_eval_of_a_run_reproduces_the_error_its_training_reported(tmp_path, image_folder, train_args, capsys, tta):
+    args = train_args(tmp_path, image_folder, "--train.steps=6", "--train.eval_every=3", f"--train.tta_flip={str(tta).lower()}")
+    assert main(args) == 0
+    run = tmp_path / "runs" / "t"
+    summary = RunDir(run).read_summary()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0  # best.pt on the run's own held-out images
+    best = json.loads(capsys.readouterr().out)
+    assert best["images"] == 16 and best["tta_flip"] is tta
+    assert best["error"] == summary["best_val_error"]
+    assert main(["eval", str(run / "checkpoints" / "last.pt"), "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert last["error"] == summary["final"]["val_error"]
+    assert last["loss"] == pytest.approx(summary["final"]["val_loss"], rel=1e-6)
+    assert main(["eval", str(run)]) == 0
+    assert ("flip TTA" if tta else "no TTA") in capsys.readouterr().out
+
+
+def test_eval_of_an_outside_folder_counts_every_image(tmp_path, image_folder, train_args, capsys):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=2")) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "runs" / "t"), "--data", "folder", "--data-path", str(image_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "all 96 images" in out and "96 images evaluated" in out
+    report = json.loads((tmp_path / "runs" / "t" / "eval" / "folder.json").read_text())
+    assert sum(map(sum, report["confusion"])) == report["images"] == 96
+    # a bare checkpoint file with a dataset: evaluated whole, never split
+    bare = tmp_path / "bare.pt"
+    shutil.copy(tmp_path / "runs" / "t" / "checkpoints" / "best.pt", bare)
+    assert main(["eval", str(bare), "--data", "folder", "--data-path", str(image_folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 96
+
+
+@pytest.mark.parametrize("bad, fix, message", [
+    ("--model.options.survival_prb=0.5", "--model.options.survival_prob=0.5", "has no option"),
+    ("--model.options.survival_prob=1.5", "--model.options.survival_prob=0.5", "survival_prob must be in"),
+    ("--data.val_size=96", "--data.val_size=16", "leaves no training images"),
+    ("--data.path=\"/nowhere/at/all\"", None, "/nowhere/at/all"),
+])
+def test_a_failed_start_leaves_no_run_folder_and_the_corrected_command_runs(tmp_path, image_folder, train_args,
+                                                                              capsys, bad, fix, message):
+    assert main(train_args(tmp_path, image_folder, "--train.steps=2", bad)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert main(train_args(tmp_path, image_folder, "--train.steps=2", *([fix] if fix else []))) == 0
+
+
+def test_val_size_auto_fits_the_dataset(tmp_path, capsys):
+    common = ["train", "--name", "s", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}", "--data.dataset=sample",
+              "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--model.name=lenet5", "--train.steps=1",
+              "--train.precision=fp32", "--quiet"]
+    assert main(common) == 0
+    assert "4,500 train / 500 val" in RunDir(tmp_path / "runs" / "s").read_summary()["dataset"]
+    assert main(common + ["--overwrite", "--data.val_size=5000"]) == 2
+    assert "leaves no training images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("first, second", [([], ["--quiet"]), (["--quiet"], [])])
+def test_resume_with_other_callbacks_keeps_every_state(tmp_path, image_folder, train_args, first, second, capsys):
+    """Progress on then off (and the reverse), early stopping added on resume: the best error survives,
+    and a far worse second half (lr 50) does not overwrite best.pt."""
+    args = [a for a in train_args(tmp_path, image_folder, "--train.steps=6", "--train.eval_every=3") if a != "--quiet"]
+    assert main(args + first) == 0
+    run = tmp_path / "runs" / "t"
+    best_before = load_checkpoint(run / "checkpoints" / "best.pt")["metrics"]
+    assert main(["train", "--resume", str(run), "--train.steps=12", "--optim.lr=50",
+                 "--train.early_stopping_patience=9", *second]) == 0
+    errors = errors_of(run)
+    assert len(errors) == 4
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["callbacks"]["checkpointer"]["best_error"] == min(errors)
+    assert set(last["callbacks"]) >= {"checkpointer", "early_stopping", "metrics"}
+    assert main(["train", "--resume", str(run), "--train.steps=14", "--optim.name=adam", "--quiet"]) == 2
+    assert "resume with --optim.name=momentum" in capsys.readouterr().err
+    if min(errors[2:]) >= min(errors[:2]):  # the second half did no better: best.pt is the first half's
+        assert load_checkpoint(run / "checkpoints" / "best.pt")["metrics"]["step"] == best_before["step"]
+    assert RunDir(run).read_summary()["best_val_error"] == min(errors)
+
+
+def test_sweep_resumed_with_two_jobs_after_one(tmp_path):
+    """A sweep started with one job and a progress stream, resumed in two worker processes (no progress)."""
+    base = load_config(None, ["--train.steps=4", "--train.eval_every=2", "--train.log_every=1", "--train.precision=fp32",
+                              "--data.dataset=sample", "--data.limit=256", "--data.val_size=64", "--data.batch_size=32",
+                              f"--data.cache_dir=\"{tmp_path / 'cache'}\"", "--model.name=lenet5"])
+    folder = ExperimentDir(tmp_path / "x")
+    sweep.train_sweep(base, ["lenet5"], folder, progress=io.StringIO())
+    run = folder.run("lenet5")
+    run.summary_file.unlink()  # as if killed after its last checkpoint
+    more = load_config(None, ["--train.steps=8", "--train.eval_every=2", "--train.log_every=1",
+                              "--train.precision=fp32", "--data.dataset=sample", "--data.limit=256",
+                              "--data.val_size=64", "--data.batch_size=32",
+                              f"--data.cache_dir=\"{tmp_path / 'cache'}\"", "--model.name=lenet5"])
+    sweep.train_sweep(more, ["lenet5", "plain20"], folder, jobs=2)
+    errors = errors_of(run.path)
+    assert [r["step"] for r in run.read_metrics() if r["kind"] == "eval"] == [2, 4, 6, 8]
+    assert load_checkpoint(run.last_checkpoint)["callbacks"]["checkpointer"]["best_error"] == min(errors)
+
+
+def test_a_run_written_before_format_1_resumes(tmp_path, capsys):
+    run = tmp_path / "v0run"
+    shutil.copytree(FIXTURE, run)
+    old = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert isinstance(old["callbacks"], list) and "format" not in old  # what the old code wrote
+    assert main(["train", "--resume", str(run), "--train.steps=9", "--quiet",
+                 "--data.cache_dir=" + json.dumps(str(tmp_path / "cache"))]) == 0
+    new = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert new["format"] == 1 and new["step"] == 9
+    assert new["callbacks"]["early_stopping"]["best_step"] >= 3  # carried over, then updated
+    errors = errors_of(run)
+    assert new["callbacks"]["checkpointer"]["best_error"] == min(errors) and len(errors) == 3
+    assert RunDir(run).read_summary()["format"] == 1
+    assert (run / "config.toml").read_text().startswith("reslab_format") is False  # resume keeps the old file
+    assert RunDir(run).read_config().model.name == "lenet5"
+
+
+def test_analyses_refuse_a_network_without_shortcut_blocks(tmp_path, capsys):
+    assert main(["train", "--name", "l", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}", "--data.dataset=sample",
+                 "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--model.name=lenet5",
+                 "--train.steps=1", "--train.precision=fp32", "--quiet"]) == 0
+    capsys.readouterr()
+    for what in ("lesion", "paths"):
+        assert main(["analyze", what, str(tmp_path / "runs" / "l"), "--images", "32", "--draws", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "needs a network of residual or plain blocks" in err or "needs blocks with a residual branch" in err
+        assert len(err.splitlines()) == 1
