@@ -142,3 +142,38 @@ def test_unreachable_server(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot download"):
         download_cifar(tmp_path, url="http://127.0.0.1:9/cifar.tar.gz")  # discard port: refused
     assert list(tmp_path.iterdir()) == []
+
+
+class _WritesAFile:
+    """A pickle payload that, unpickled by plain pickle.loads, runs os.system."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, make, protocol):
+    c = make.cifar(tmp_path)
+    target = tmp_path / "pwned"
+    evil = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": _WritesAFile(target)}
+    (c.folder / "data_batch_2").write_bytes(pickle.dumps(evil, protocol=protocol))
+    with pytest.raises(DataError, match=r"data_batch_2: refused, the pickle calls (posix|os)\.system") as e:
+        load_cifar(c.folder)
+    assert len(str(e.value).splitlines()) == 1
+    assert not target.exists()
+
+
+def test_numpy_1_pickles_load_under_either_numpy(tmp_path, make):
+    """The official files name numpy.core.multiarray (numpy 1); numpy 2 writes numpy._core."""
+    c = make.cifar(tmp_path)
+    before = load_cifar(c.folder)
+    raw = (c.folder / "data_batch_1").read_bytes()
+    old = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert b"numpy.core.multiarray\n" in old and old != raw
+    (c.folder / "data_batch_1").write_bytes(old)
+    after = load_cifar(c.folder)
+    assert torch.equal(before.images, after.images) and torch.equal(before.labels, after.labels)

@@ -5,8 +5,11 @@ are a 32x32 image stored channel-major (1024 red, 1024 green, 1024 blue values, 
 and ``b"labels"`` (CIFAR-10) or ``b"fine_labels"`` (CIFAR-100). The class names are in
 ``batches.meta`` / ``meta``.
 
-Security: the official files are pickles, and unpickling can run code named in the file. Read
-only archives you trust, such as the official ones verified by their MD5.
+Security: the official files are pickles, and a pickle can name any function to call while it is
+read. reslab reads them with a restricted unpickler that admits only what the official files hold
+(dicts, lists, bytes and strings, integers, and numpy arrays through numpy's own reconstructors,
+under numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` names) and refuses anything else in one
+line naming the file. The archive's published MD5 stays the check on downloads.
 
 References:
     Krizhevsky. Learning Multiple Layers of Features from Tiny Images. Tech. report, 2009.
@@ -14,6 +17,7 @@ References:
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,10 +146,40 @@ def _read_archive(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
     return files
 
 
+# Every global an official CIFAR batch (or one re-saved by numpy 1 or 2) refers to, and what it resolves to.
+# numpy.core is numpy 2's deprecated alias of numpy._core: both spellings map to the objects of this numpy.
+_NUMPY_CORE = getattr(np, "_core", None) or np.core
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+    ("numpy.core.multiarray", "scalar"): _NUMPY_CORE.multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): _NUMPY_CORE.multiarray.scalar,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): __import__("_codecs").encode,  # how protocol 2 stores bytes from Python 3
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Reads data only: any global outside :data:`SAFE_GLOBALS` is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return SAFE_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(f"{module}.{name}") from None
+
+
 def _unpickle(data: bytes, where: str) -> Any:
-    # Official files only: pickle.loads can execute code (see the module docstring).
     try:
-        return pickle.loads(data, encoding="bytes")
+        return CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except RefusedGlobal as e:
+        raise DataError(f"{where}: refused, the pickle calls {e}, which no CIFAR file contains "
+                        f"(a CIFAR batch holds data only)") from None
     except Exception as e:  # any unpickling failure means the file is not what it should be
         raise DataError(f"{where}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
 
