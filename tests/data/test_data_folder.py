@@ -218,3 +218,43 @@ def test_sample_rebuilds_byte_for_byte_from_the_shared_archive(tmp_path):
     out = tmp_path / "rebuilt.tar.gz"
     make_sample.write_tar_gz(make_sample.select(SHARED, 500), out)
     assert out.read_bytes() == SAMPLE_ARCHIVE.read_bytes()
+
+
+def _png(color):
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("/train/cat/evil.png", "an absolute path"),
+    ("train/../cat/evil.png", "a '..' component"),
+    ("../outside.png", "a '..' component"),
+])
+def test_archive_members_that_point_elsewhere_are_refused(tmp_path, make, bad, why):
+    members = {f"train/{c}/{i}.png": _png(color) for c, color in (("cat", "red"), ("dog", "blue")) for i in range(3)}
+    members[bad] = _png("green")
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(make.tar_bytes(members))
+    with pytest.raises(DataError) as e:
+        load_image_folder(archive, cache_dir=tmp_path / "cache", workers=1)
+    message = str(e.value)
+    assert f"refused archive member {bad!r} ({why})" in message and len(message.splitlines()) == 1
+    assert not (tmp_path / "outside.png").exists() and not (tmp_path.parent / "outside.png").exists()
+
+
+def test_archive_links_are_refused(tmp_path):
+    import tarfile
+
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tf:
+        for c in ("cat", "dog"):
+            data = _png("red")
+            info = tarfile.TarInfo(f"{c}/0.png")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("cat/1.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    with pytest.raises(DataError, match=r"refused archive member 'cat/1.png' \(a link to '/etc/passwd'\)"):
+        load_image_folder(archive, cache_dir=tmp_path / "cache", workers=1)

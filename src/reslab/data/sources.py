@@ -38,14 +38,34 @@ def is_hidden(relpath: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in relpath.split("/"))
 
 
+def checked_name(member: tarfile.TarInfo, path: Path) -> str:
+    """The member's path inside the archive, or a DataError naming it when it could point anywhere else:
+    an absolute path, a ``..`` component, a link, or something that is neither a file nor a folder.
+    Nothing is ever extracted, so this guards the labels: such a name would otherwise become a class."""
+    name = member.name
+    why = None
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        why = "an absolute path"
+    elif ".." in name.replace("\\", "/").split("/"):
+        why = "a '..' component"
+    elif member.issym() or member.islnk():
+        why = f"a link to {member.linkname!r}"
+    elif not (member.isfile() or member.isdir()):
+        why = "neither a file nor a folder"
+    if why is not None:
+        raise DataError(f"{path}: refused archive member {name!r} ({why}); a dataset archive holds only "
+                        f"class folders of image files")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
 def iter_tar(path: Path) -> Iterator[Entry]:
     """Stream the members of a tar, tar.gz or tar.bz2 archive in archive order (one sequential pass)."""
     try:
         with tarfile.open(path, "r|*") as archive:
             for member in archive:
-                name = member.name
-                while name.startswith("./"):
-                    name = name[2:]
+                name = checked_name(member, path)
                 if not name or is_hidden(name):
                     continue
                 if member.isdir():
