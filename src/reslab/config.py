@@ -34,6 +34,8 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1000
     cache_dir: str = ""  # decoded-image cache; "" = $RESLAB_CACHE or ~/.cache/reslab
+    image_size: int = 0  # "folder": resize every image to this square side; 0 = keep (all must share one size)
+    max_image_pixels: int = 40_000_000  # "folder": larger images (by their header) are refused before decoding
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ CHOICES = {
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "optim.impl": ("reslab", "reference", "torch"),
 }
-POSITIVE = {"data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
-NON_NEGATIVE = {"data.limit", "optim.weight_decay", "optim.momentum", "optim.eps",
+POSITIVE = {"data.max_image_pixels", "data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
+NON_NEGATIVE = {"data.limit", "data.image_size", "optim.weight_decay", "optim.momentum", "optim.eps",
                 "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
                 "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",
                 "train.early_stopping_patience", "train.early_stopping_min_delta"}

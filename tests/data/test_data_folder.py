@@ -258,3 +258,30 @@ def test_archive_links_are_refused(tmp_path):
         tf.addfile(link)
     with pytest.raises(DataError, match=r"refused archive member 'cat/1.png' \(a link to '/etc/passwd'\)"):
         load_image_folder(archive, cache_dir=tmp_path / "cache", workers=1)
+
+
+def test_an_image_too_large_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch, recwarn):
+    from PIL import ImageFile
+
+    root = tmp_path / "imgs"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8), "red").save(root / c / "small.png")
+    Image.new("RGB", (40, 40), "blue").save(root / "dog" / "big.png")
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size), real_load(self))[1])
+    with pytest.raises(DataError, match=r"big.png: 40x40 pixels, more than data.max_image_pixels = 1,000"):
+        load_image_folder(root, cache_dir=tmp_path / "cache", workers=1, max_pixels=1000)
+    assert (40, 40) not in decoded  # the header alone decided
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_mixed_sizes_name_the_config_key(tmp_path):
+    root = tmp_path / "imgs"
+    for c, size in (("cat", 8), ("dog", 9)):
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (size, size), "red").save(root / c / "a.png")
+    with pytest.raises(DataError, match="set data.image_size"):
+        load_image_folder(root, cache_dir=tmp_path / "cache", workers=1)
+    assert load_image_folder(root, cache_dir=tmp_path / "cache", workers=1, image_size=8).images.shape[-1] == 8

@@ -152,4 +152,6 @@ def _read(cfg: DataConfig) -> tuple[ArrayDataset, ArrayDataset | None, str]:
     # folders too large for memory (ImageNet: per-batch decoding in worker processes, random-resized
     # crops) would be chosen here and return a loader with BatchLoader's interface (len, iteration,
     # epoch/position, state_dict) instead of an ArrayDataset.
-    return load_image_folder(cfg.path, cache_dir=cache_dir), None, f"image folder ({cfg.path})"
+    dataset = load_image_folder(cfg.path, cache_dir=cache_dir, image_size=cfg.image_size or None,
+                                max_pixels=cfg.max_image_pixels)
+    return dataset, None, f"image folder ({cfg.path})"

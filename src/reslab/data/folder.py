@@ -13,6 +13,7 @@ import io
 import multiprocessing
 import os
 import sys
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 512  # images per worker task: large enough to amortise the transfer, small enough to overlap reading
 
 
+MAX_PIXELS = 40_000_000  # per image, read from the header before decoding (larger than any ImageNet photo)
+
+
 def load_image_folder(path: str | Path, *, cache_dir: str | Path | None = None, image_size: int | None = None,
-                      workers: int | None = None) -> ArrayDataset:
+                      workers: int | None = None, max_pixels: int = MAX_PIXELS) -> ArrayDataset:
     """Read a class-per-folder image dataset from a folder or a ``.tar``/``.tar.gz`` archive of one.
 
     All images must have one size unless ``image_size`` is given, which resizes every image to
     ``image_size`` x ``image_size`` (bilinear). ``workers`` decoding processes (default: the usable
-    CPU cores; 1 decodes in this process). The decoded arrays are cached under ``cache_dir``.
+    CPU cores; 1 decodes in this process). The decoded arrays are cached under ``cache_dir``. An image
+    of more than ``max_pixels`` pixels, as its header says, is refused before it is decoded.
     """
     if not str(path):
         raise DataError("no path given for the image folder (a folder or a .tar/.tar.gz archive of one)")
@@ -57,7 +62,7 @@ def load_image_folder(path: str | Path, *, cache_dir: str | Path | None = None, 
     if dataset is None:
         source = entries if entries is not None else iter_tar(path)
         dataset = decode_folder(source, where=_Where(path, is_archive=entries is None), image_size=image_size,
-                                workers=usable_cores() if workers is None else workers)
+                                workers=usable_cores() if workers is None else workers, max_pixels=max_pixels)
         save_cached(cached_at, dataset)
     return dataset
 
@@ -92,9 +97,21 @@ class Decoded:
     errors: dict[int, str]  # row -> reason
 
 
-def _decode_one(data: bytes, image_size: int | None) -> np.ndarray:
-    """One image file -> uint8 (H, W, 3) RGB."""
-    with Image.open(io.BytesIO(data)) as im:
+class TooLarge(ValueError):
+    pass
+
+
+def _decode_one(data: bytes, image_size: int | None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One image file -> uint8 (H, W, 3) RGB. The size is checked from the header, before any decoding."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # reslab's own limit decides, below
+        try:
+            im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as e:  # Pillow's hard stop, at twice its own limit
+            raise TooLarge(f"{e} (data.max_image_pixels = {max_pixels:,})") from None
+    with im:
+        if im.width * im.height > max_pixels:
+            raise TooLarge(f"{im.width}x{im.height} pixels, more than data.max_image_pixels = {max_pixels:,}")
         target = (image_size, image_size) if image_size else im.size
         im.draft("RGB", target)  # JPEG: decode straight to RGB (and downscale in the DCT when much larger)
         rgb = im if im.mode == "RGB" else im.convert("RGB")
@@ -106,16 +123,18 @@ def _decode_one(data: bytes, image_size: int | None) -> np.ndarray:
 def _reason(e: Exception) -> str:
     if isinstance(e, UnidentifiedImageError):
         return "not a PNG or JPEG image Pillow can read"
+    if isinstance(e, TooLarge):
+        return str(e)
     return f"{type(e).__name__}: {e}"
 
 
-def decode_chunk(blobs: list[bytes], image_size: int | None) -> Decoded:
+def decode_chunk(blobs: list[bytes], image_size: int | None, max_pixels: int = MAX_PIXELS) -> Decoded:
     """Decode a chunk of image files; failures are reported per row, never raised."""
     pixels: list[np.ndarray | None] = []
     errors: dict[int, str] = {}
     for row, data in enumerate(blobs):
         try:
-            pixels.append(_decode_one(data, image_size))
+            pixels.append(_decode_one(data, image_size, max_pixels))
         except Exception as e:  # any Pillow failure on bad input is a per-file data error
             pixels.append(None)
             errors[row] = _reason(e)
@@ -139,8 +158,8 @@ def _pool_context():
 class _Decoder:
     """Decodes chunks as they arrive: in worker processes once a full chunk shows there is work to share."""
 
-    def __init__(self, *, workers: int, image_size: int | None) -> None:
-        self.workers, self.image_size = workers, image_size
+    def __init__(self, *, workers: int, image_size: int | None, max_pixels: int) -> None:
+        self.workers, self.image_size, self.max_pixels = workers, image_size, max_pixels
         self.pool: ProcessPoolExecutor | None = None
         self.results: list[Future[Decoded] | Decoded] = []
 
@@ -148,9 +167,9 @@ class _Decoder:
         if self.pool is None and self.workers > 1 and len(blobs) >= CHUNK:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context())
         if self.pool is not None:
-            self.results.append(self.pool.submit(decode_chunk, blobs, self.image_size))
+            self.results.append(self.pool.submit(decode_chunk, blobs, self.image_size, self.max_pixels))
         elif blobs:
-            self.results.append(decode_chunk(blobs, self.image_size))
+            self.results.append(decode_chunk(blobs, self.image_size, self.max_pixels))
 
     def collect(self) -> list[Decoded]:
         return [r.result() if isinstance(r, Future) else r for r in self.results]
@@ -163,12 +182,13 @@ class _Decoder:
 # --- assembling the dataset -------------------------------------------------------------------------
 
 
-def decode_folder(entries: Iterable[Entry], *, where: _Where, image_size: int | None, workers: int) -> ArrayDataset:
+def decode_folder(entries: Iterable[Entry], *, where: _Where, image_size: int | None, workers: int,
+                  max_pixels: int = MAX_PIXELS) -> ArrayDataset:
     """Decode a stream of ``(relpath, bytes)`` entries into a dataset, checking the folder layout."""
     names: list[str] = []  # image files, in the order read (= the order decoded)
     others: list[str] = []  # every other file
     dirs: set[str] = set()
-    decoder = _Decoder(workers=workers, image_size=image_size)
+    decoder = _Decoder(workers=workers, image_size=image_size, max_pixels=max_pixels)
     try:
         blobs: list[bytes] = []
         for relpath, data in entries:
@@ -228,7 +248,7 @@ def _common_size(picked: list[tuple[int, str, int]], chunks: list[Decoded], *, w
         elif size != first[0]:
             (h, w), name = first
             raise DataError(f"image {where(relpath)} is {size[1]}x{size[0]} but {name} is {w}x{h}: "
-                            f"images must share one size (or set image_size)")
+                            f"images must share one size (or set data.image_size to resize every image to one)")
     assert first is not None  # _labelled guarantees an image per class
     return first[0]
 
