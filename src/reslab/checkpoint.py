@@ -43,8 +43,16 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write atomically; a failure of the file system (no space, read-only) is one line, and the
+    previous file at ``path`` is left intact."""
+    path = Path(path)
     state = {**state, "format": FORMAT}
-    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+    except OSError as e:
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}; {kept}") from None
+
 
 
 # Format 0 stored the callbacks' states as a list, in the order of a callback list that depended on
@@ -86,11 +94,24 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return migrate(state, path)
 
 
+RESUME_KEYS = ("model", "optimizer", "lr_controller", "step", "epoch", "rng")
+
+
+def require_resumable(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint to resume from holds the whole training state, not just weights (as best.pt does)."""
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} cannot be resumed from: it has no {', '.join(missing)} (a best.pt holds "
+                              f"weights only; resume from the run's own last.pt)")
+
+
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], *, source: str, model_name: str | None = None) -> None:
     """Load weights strictly; a checkpoint of another architecture is a one-line error."""
     saved_name = state.get("model_name")
     if model_name is not None and saved_name is not None and saved_name != model_name:
         raise CheckpointError(f"{source} holds a {saved_name} model, not {model_name}")
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{source}: its 'model' entry is a {type(state.get('model')).__name__}, not a state dict")
     try:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as e:

@@ -17,3 +17,15 @@ class DataError(ReslabError):
 
 class CheckpointError(ReslabError):
     """A missing, corrupt or mismatched checkpoint."""
+
+
+class TrainingDiverged(ReslabError):
+    """The loss, or a state about to be checkpointed, became NaN or infinite."""
+
+
+class Interrupted(ReslabError):
+    """SIGTERM or SIGINT stopped a run after a step; its checkpoint is written. Exits 128 + the signal."""
+
+    def __init__(self, message: str, *, signal_name: str) -> None:
+        super().__init__(message)
+        self.exit_code = 130 if signal_name == "SIGINT" else 143

@@ -30,12 +30,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["FORMAT", "ExperimentDir", "Folder", "RunDir", "RunExists", "append_jsonl", "atomic_write_text",
+__all__ = ["FORMAT", "ExperimentDir", "Folder", "RunDir", "RunExists", "RunFolderError", "RunLocked", "os_error", "append_jsonl", "atomic_write_text",
            "checkpoint_of", "read_json", "read_jsonl", "run_dir_of", "run_dir_of_checkpoint", "truncate_jsonl",
            "write_json"]
 
 from reslab.config import RunConfig, apply_overrides, config_from_dict
 from reslab.errors import ConfigError, ReslabError
+from reslab.rundir.lock import RunFolderError, RunLocked, hold, os_error
 from reslab.rundir.files import (append_jsonl, atomic_write_text, dump_toml, read_json, read_jsonl, truncate_jsonl,
                                  write_json)
 
@@ -45,6 +46,8 @@ FORMAT_KEY = "reslab_format"
 
 class RunExists(ReslabError):
     """A run folder of that name holds files already."""
+
+
 
 
 # -- folders -----------------------------------------------------------------------------------------------
@@ -124,6 +127,27 @@ class RunDir(Folder):
     def tb_dir(self) -> Path:
         return self.path / "tb"
 
+    @property
+    def lock_file(self) -> Path:
+        """Beside the folder, not in it: an --overwrite replaces the folder while the lock is held."""
+        return self.path.with_name(f".{self.name}.lock")
+
+    def lock(self):
+        """Hold the run folder while writing it: a second writer gets one line and exit 2 (see :mod:`.lock`)."""
+        self._check_parent()
+        return hold(self.lock_file, self.path)
+
+    def _check_parent(self) -> None:
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise RunFolderError(f"out_dir {self.path.parent} is a file, not a folder")
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Temporary files a killed writer left in the checkpoint folder (call only while holding the lock)."""
+        stale = list(self.checkpoint_dir.glob(".*.tmp")) if self.checkpoint_dir.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
     def is_run(self) -> bool:
         return self.config_file.is_file()
 
@@ -179,12 +203,18 @@ class RunDir(Folder):
         start that fails leaves nothing behind. An existing, non-empty folder is refused unless
         ``overwrite``, in which case it is replaced (after the new one is ready).
         """
-        exists = self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir()))
+        self._check_parent()
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder")
+        exists = self.path.exists() and any(self.path.iterdir())
         if exists and not overwrite:
             raise RunExists(f"run folder {self.path} already exists; use --resume {self.path} to continue it "
                             f"or --overwrite to start again")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".new", dir=self.path.parent))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".new", dir=self.path.parent))
+        except OSError as e:
+            raise os_error(e, self.path.parent, "nothing was written") from None
         try:
             atomic_write_text(staging / self.config_file.name, self.config_text(cfg))
             if self.path.exists():
@@ -195,6 +225,9 @@ class RunDir(Folder):
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(staging, self.path)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise os_error(e, self.path, "no run folder was created" if not exists else f"{self.path} is as it was") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

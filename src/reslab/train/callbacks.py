@@ -14,7 +14,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import torch
 from torch import nn
+
+from reslab.errors import TrainingDiverged
 
 from reslab.checkpoint import save_checkpoint
 from reslab.progress import progress
@@ -169,8 +172,13 @@ class EarlyStopping(Callback):
 
 
 class Checkpointer(Callback):
-    """Writes ``last.pt`` (everything needed to resume) at every evaluation or every ``every`` steps,
-    and ``best.pt`` (weights and metrics) when validation error improves. Both atomically."""
+    """Writes ``last`` (everything needed to resume) at every evaluation or every ``every`` steps, and
+    ``best`` (weights and metrics) when validation error improves. Both atomically, and only when every
+    floating tensor in them is finite: a diverged state never replaces the last good checkpoint.
+
+    A step that ends with an evaluation is checkpointed after it, with its result inside, so that a
+    crash between the two repeats the step's evaluation on resume instead of skipping it.
+    """
 
     state_key = "checkpointer"
 
@@ -180,21 +188,28 @@ class Checkpointer(Callback):
         self.every = every
         self.extra = extra or {}
         self.best_error = math.inf
+        self.saved_step = -1
 
     def save(self, trainer: Trainer) -> None:
-        save_checkpoint(self.last, {**trainer.state_dict(), **self.extra})
+        if self.saved_step == trainer.step and self.last.exists():
+            return
+        state = {**trainer.state_dict(), **self.extra}
+        require_finite(state, trainer.step, self.last)
+        save_checkpoint(self.last, state)
+        self.saved_step = trainer.step
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if self.every and trainer.step % self.every == 0:
+        if self.every and trainer.step % self.every == 0 and not trainer.evaluation_due:
             self.save(trainer)
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         err = metrics.get("val_error")
         if err is not None and err < self.best_error:
+            state = {"model": trainer.eval_model_state(), "metrics": metrics, **self.extra}
+            require_finite(state, trainer.step, self.best)
+            save_checkpoint(self.best, state)
             self.best_error = err
-            save_checkpoint(self.best,
-                            {"model": trainer.eval_model_state(), "metrics": metrics, **self.extra})
-        if not self.every:
+        if not self.every or trainer.step % self.every == 0:
             self.save(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -205,6 +220,24 @@ class Checkpointer(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_error = state["best_error"]
+
+
+class NonFiniteState(TrainingDiverged):
+    """A state about to be checkpointed holds NaN or infinite values."""
+
+
+def require_finite(state: Any, step: int, path: Path, where: str = "") -> None:
+    """Refuse a state with a non-finite floating tensor anywhere in it, naming the first one."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            raise NonFiniteState(f"at step {step} {where or 'a tensor'} holds NaN or infinite values, so it was "
+                                 f"not saved to {path}")
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            require_finite(v, step, path, f"{where}.{k}" if where else str(k))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            require_finite(v, step, path, f"{where}[{i}]")
 
 
 class ProgressBar(Callback):

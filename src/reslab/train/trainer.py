@@ -14,14 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from reslab.device import autocast
-from reslab.errors import ReslabError
+from reslab.errors import TrainingDiverged
 from reslab.evaluation import Evaluation, evaluate
 from reslab.train.callbacks import Callback
+from reslab.train.signals import StopSignals
 from reslab.train.state import ModelEMA, rng_state, set_rng_state
-
-
-class TrainingDiverged(ReslabError):
-    """The loss became NaN or infinite."""
 
 
 def classification_loss(output: Any, target: Tensor, *, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -73,6 +70,9 @@ class Trainer:
         self.epoch = 0
         self.elapsed = 0.0  # seconds spent in fit, summed over resumed sessions
         self.train_loader = None
+        self.last_eval: dict[str, float] = {}  # the latest evaluation's metrics (kept in checkpoints)
+        self.evaluation_due = False  # set before on_batch_end: this step ends with an evaluation
+        self.interrupted: str = ""  # the signal that stopped fit early ("SIGTERM", "SIGINT")
         self._stop_reason: str | None = None
         self._window = self._new_window()
 
@@ -104,6 +104,7 @@ class Trainer:
             "epoch": self.epoch,
             "elapsed": self.elapsed,
             "rng": rng_state(),
+            "last_eval": dict(self.last_eval),
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
         }
         if self.ema is not None:
@@ -121,6 +122,7 @@ class Trainer:
         self.lr_controller.load_state_dict(state["lr_controller"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.last_eval = dict(state.get("last_eval", {}))
         saved = state.get("callbacks", {})  # by state_key; a callback absent then or now is skipped
         for cb in self.callbacks:
             if cb.state_key in saved:
@@ -177,56 +179,66 @@ class Trainer:
     def fit(self, train_loader, val_loader=None, *, total_steps: int, eval_every: int = 0) -> dict[str, float]:
         """Train until ``total_steps`` iterations (counting those of a resumed run) or a stop request.
 
-        Evaluates every ``eval_every`` steps, or at the end of each epoch when 0, and at the end.
+        Evaluates every ``eval_every`` steps, or at the end of each epoch when 0, and at the end; a step
+        that ends with an evaluation is evaluated before any callback checkpoints it, so a crash can
+        never skip an evaluation. SIGTERM or SIGINT stops after the current step (``interrupted``).
         Returns the last evaluation's metrics.
         """
         self.train_loader = train_loader
-        self._stop_reason = None
+        self._stop_reason, self.interrupted = None, ""
         fit_start, elapsed_before = time.perf_counter(), self.elapsed
         self._window = self._new_window()
-        last_eval: dict[str, float] = {}
         self._emit("on_fit_start")
-        while self.step < total_steps and self._stop_reason is None:
-            if train_loader.position == 0:
-                self._emit("on_epoch_start")
-            self.model.train()
-            t0 = time.perf_counter()
-            for x, y in train_loader:
-                self.epoch = train_loader.epoch
-                lr = self._set_lr()
-                loss, errors = self.train_step(x, y)
-                self.step += 1
-                w = self._window
-                w["loss"] += loss * len(y)
-                w["errors"] += errors
-                w["seen"] += len(y)
-                w["batches"] += 1
-                metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(), "lr": lr}
-                if self.step % self.log_every == 0:
-                    now = time.perf_counter()
-                    w["time"] += now - t0
-                    t0 = now
-                    metrics.update(self._window_metrics())
-                    self.lr_controller.observe_train_error(metrics["train_error"])
-                self._emit("on_batch_end", metrics)
-                due = eval_every and self.step % eval_every == 0
-                if due or self.step >= total_steps or self._stop_reason is not None:
+        with StopSignals() as signals:
+            while self.step < total_steps and self._stop_reason is None and not self.interrupted:
+                if train_loader.position == 0:
+                    self._emit("on_epoch_start")
+                self.model.train()
+                t0 = time.perf_counter()
+                for x, y in train_loader:
+                    self.epoch = train_loader.epoch
+                    lr = self._set_lr()
+                    loss, errors = self.train_step(x, y)
+                    self.step += 1
+                    self.interrupted = signals.name
+                    w = self._window
+                    w["loss"] += loss * len(y)
+                    w["errors"] += errors
+                    w["seen"] += len(y)
+                    w["batches"] += 1
+                    metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(), "lr": lr}
+                    if self.step % self.log_every == 0:
+                        now = time.perf_counter()
+                        w["time"] += now - t0
+                        t0 = now
+                        metrics.update(self._window_metrics())
+                        self.lr_controller.observe_train_error(metrics["train_error"])
+                    end = self.step >= total_steps or self._stop_reason is not None
+                    epoch_done = train_loader.position == 0
+                    self.evaluation_due = not self.interrupted and bool(
+                        end or (eval_every and self.step % eval_every == 0) or (not eval_every and epoch_done))
+                    self._emit("on_batch_end", metrics)
+                    end = end or self._stop_reason is not None
+                    if self.interrupted:
+                        break
+                    if end or (self.evaluation_due and eval_every):
+                        self._window["time"] += time.perf_counter() - t0
+                        self.elapsed = elapsed_before + time.perf_counter() - fit_start
+                        self._evaluate_and_report(val_loader)
+                        t0 = time.perf_counter()
+                    if end:
+                        break
+                else:  # the epoch ran to its end
                     self._window["time"] += time.perf_counter() - t0
+                    self.epoch = train_loader.epoch
                     self.elapsed = elapsed_before + time.perf_counter() - fit_start
-                    last_eval = self._evaluate_and_report(val_loader)
-                    t0 = time.perf_counter()
-                if self.step >= total_steps or self._stop_reason is not None:
-                    break
-            else:  # the epoch ran to its end
-                self._window["time"] += time.perf_counter() - t0
-                self.epoch = train_loader.epoch
-                self.elapsed = elapsed_before + time.perf_counter() - fit_start
-                if not eval_every and self.step < total_steps:
-                    last_eval = self._evaluate_and_report(val_loader)
-                self._emit("on_epoch_end")
-        self.elapsed = elapsed_before + time.perf_counter() - fit_start
-        self._emit("on_fit_end")
-        return last_eval
+                    if not eval_every and self.step < total_steps:
+                        self._evaluate_and_report(val_loader)
+                    self._emit("on_epoch_end")
+            self.evaluation_due = False
+            self.elapsed = elapsed_before + time.perf_counter() - fit_start
+            self._emit("on_fit_end")
+        return self.last_eval
 
     def _fractional_epoch(self) -> float:
         loader = self.train_loader
@@ -252,6 +264,7 @@ class Trainer:
             result = self.evaluate(val_loader)
             metrics.update(val_loss=result.loss, val_error=result.error)
             self.lr_controller.observe_val_loss(result.loss)
+        self.last_eval = metrics
         self._emit("on_evaluate", metrics)
         return metrics
 

@@ -13,17 +13,18 @@ from typing import Any, TextIO
 
 import torch
 
-from reslab.checkpoint import load_checkpoint, load_model_state
+from reslab.checkpoint import load_checkpoint, load_model_state, require_resumable
 from reslab.config import RunConfig, as_dict
 from reslab.data import DataBundle, build_data
 from reslab.device import resolve_device, resolve_precision
-from reslab.errors import CheckpointError
+from reslab.errors import CheckpointError, Interrupted
 from reslab.models import check_options, count_params, create_model
 from reslab.optim import optimizer_from_config
-from reslab.rundir import RunDir, run_dir_of
+from reslab.rundir import RunDir, os_error, run_dir_of
 from reslab.schedules import build_schedule
+from reslab.errors import TrainingDiverged
 from reslab.train import (Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, ProgressBar,
-                          TensorBoardLogger, Trainer, TrainingDiverged)
+                          TensorBoardLogger, Trainer)
 
 
 @dataclass
@@ -63,19 +64,32 @@ def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpoin
 
 def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
               progress: TextIO | None = None) -> RunResult:
-    """Train ``cfg`` in ``<out_dir>/<name>``; with ``resume`` continue from its last checkpoint."""
+    """Train ``cfg`` in ``<out_dir>/<name>``; with ``resume`` continue from its last checkpoint.
+
+    The run folder is locked for the whole run (a second writer is refused); a start that fails
+    leaves no folder; SIGTERM/SIGINT end the run after a step, with a checkpoint, as :class:`Interrupted`.
+    """
     cfg = run_config(cfg)
     run = run_dir_of(cfg)
     if resume and not run.last_checkpoint.is_file():
         raise CheckpointError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name} in "
                               f"{run.checkpoint_dir}")
     check_options(cfg.model.name, cfg.model.options)
-    torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    precision = resolve_precision(cfg.train.precision, device)
     channels_last = cfg.train.channels_last and device.type in ("cpu", "cuda")
     data = build_data(cfg.data, seed=cfg.train.seed, device=device, channels_last=channels_last)
-    if not resume:
+    with run.lock():  # taken once the config, the model's options and the data are known to be good
+        return _train_locked(cfg, run, data, device, channels_last, resume=resume, overwrite=overwrite,
+                             progress=progress)
+
+
+def _train_locked(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, channels_last: bool, *,
+                  resume: bool, overwrite: bool, progress: TextIO | None) -> RunResult:
+    torch.manual_seed(cfg.train.seed)
+    precision = resolve_precision(cfg.train.precision, device)
+    if resume:
+        run.remove_stale_temporaries()
+    else:
         run.create(cfg, overwrite=overwrite)
 
     model = create_model(cfg.model.name, num_classes=data.num_classes, **cfg.model.options).to(device)
@@ -91,6 +105,7 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                       callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress))
     if resume:
         state = load_checkpoint(run.last_checkpoint, map_location=device)
+        require_resumable(state, run.last_checkpoint)
         load_model_state(model, state, source=str(run.last_checkpoint), model_name=cfg.model.name)
         saved_rule = state.get("optimizer_name", cfg.optim.name)
         if saved_rule != cfg.optim.name:
@@ -101,9 +116,15 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     try:
         metrics = trainer.fit(data.train, data.val, total_steps=total_steps, eval_every=cfg.train.eval_every)
     except TrainingDiverged as e:
-        where = (f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists()
+        where = (f"the last good checkpoint is {run.last_checkpoint} (step {checkpointer.saved_step})"
+                 if checkpointer.saved_step >= 0 else
+                 f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists()
                  else "no checkpoint was written before it")
         raise TrainingDiverged(f"{e}; training stopped, {where}") from None
+    if trainer.interrupted:
+        raise Interrupted(f"stopped by {trainer.interrupted} after step {trainer.step}; checkpoint "
+                          f"{run.last_checkpoint} written; continue with: reslab train --resume {run.path}",
+                          signal_name=trainer.interrupted)
 
     summary = {
         "name": cfg.name, "model": cfg.model.name, "model_options": cfg.model.options,
@@ -116,5 +137,8 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "config": as_dict(cfg),
     }
-    run.write_summary(summary)
+    try:
+        run.write_summary(summary)
+    except OSError as e:
+        raise os_error(e, run.summary_file, f"the checkpoint {run.last_checkpoint} is intact") from None
     return RunResult(run, metrics, summary)
