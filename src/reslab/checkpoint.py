@@ -19,6 +19,7 @@ import torch
 
 from reslab.errors import CheckpointError
 from reslab.rundir import FORMAT
+from reslab.rundir.files import default_mode
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -31,6 +32,7 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

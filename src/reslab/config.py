@@ -93,6 +93,7 @@ class TrainConfig:
     restore_best: bool = True  # with early stopping: end with the best weights
     tensorboard: bool = True
     record_gradients: bool = False  # per-layer weight-gradient norms at each evaluation -> gradients.jsonl
+    sync_batchnorm: bool = False  # several GPU processes: BatchNorm statistics over the global batch (NCCL only)
 
 
 @dataclass(frozen=True)

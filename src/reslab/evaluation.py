@@ -64,6 +64,19 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, prec
                       confusion=None if confusion is None else confusion.cpu().view(num_classes, num_classes))
 
 
+def reduce_over(local: Evaluation, dist, device: torch.device | str = "cpu") -> Evaluation:
+    """Sum the ranks' evaluations of their shares of the images (each image on exactly one rank)."""
+    if not dist.distributed:
+        return local
+    parts = [torch.tensor([local.loss * local.images, local.errors, local.images], dtype=torch.float64)]
+    if local.confusion is not None:
+        parts.append(local.confusion.flatten().to(torch.float64))
+    total = dist.all_reduce_sum(torch.cat(parts).to(device)).cpu()
+    images, errors = int(total[2]), int(total[1])
+    confusion = None if local.confusion is None else total[3:].round().long().view_as(local.confusion)
+    return Evaluation(loss=float(total[0]) / max(1, images), errors=errors, images=images, confusion=confusion)
+
+
 def loss_and_error(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
     """(mean cross-entropy, error): the analyses' view of :func:`evaluate` (precision from the caller's autocast)."""
     result = evaluate(model, batches)

@@ -266,3 +266,37 @@ def test_corrupt_foreign_and_code_carrying_checkpoints_are_refused(tmp_path):
 class EvilPayload:
     def __reduce__(self):
         return (print, ("this must never run",))
+
+
+def test_training_steps_read_nothing_back_between_log_steps(monkeypatch):
+    """A GPU stalls at every value read back to the host; the loop reads only every log_every steps.
+    Counted with patched Tensor.item/__bool__/tolist over the steps between two reads: zero."""
+    from reslab.models import create_model
+    from reslab.optim import create_optimizer
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=2)
+    opt = create_optimizer("momentum", model.parameters(), lr=0.05)  # reslab's default optimizer path
+    ctl = LRController(partial(multistep, base_lr=0.05, milestones=(100,)))
+    reads = []
+
+    class Watch(Callback):
+        state_key = "watch"
+
+        def on_batch_end(self, trainer, metrics):
+            reads.append((trainer.step, calls["n"]))
+
+    trainer = Trainer(model, opt, ctl, device=torch.device("cpu"), precision="fp32", log_every=10, callbacks=[Watch()])
+    calls = {"n": 0}
+    for name in ("item", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **k):
+            calls["n"] += 1
+            return _real(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    loader = make_loader(make_dataset(n=400), batch_size=16)
+    trainer.fit(loader, None, total_steps=20, eval_every=1000)
+    by_step = dict(reads)
+    assert by_step[19] - by_step[11] == 0  # steps 12..19: no read at all
+    assert by_step[10] - by_step[9] >= 1  # the window's read at step 10 is counted: the probe works

@@ -52,8 +52,8 @@ class Crash(Callback):
 def test_a_crash_around_an_evaluation_never_skips_it(tmp_path, monkeypatch, where):
     real = train_workflow.callbacks_for
 
-    def with_crash(cfg, run, model, checkpointer, total, progress):
-        callbacks = real(cfg, run, model, checkpointer, total, progress)
+    def with_crash(cfg, run, model, checkpointer, total, progress, **kwargs):
+        callbacks = real(cfg, run, model, checkpointer, total, progress, **kwargs)
         at = 4 if where == "before the checkpoint" else 6
         return callbacks[:-1] + [Crash(at), callbacks[-1]] if at == 4 else callbacks + [Crash(at)]
 

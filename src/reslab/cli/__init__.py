@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from reslab.errors import ReslabError
+from reslab.errors import Interrupted, ReslabError
 
 TAKES_OVERRIDES = ("train", "experiment", "demo")
 
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     p.add_argument("--name", help="run name (folder under out_dir)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train in N processes on this machine (torch's launcher; one per GPU, or CPU processes)")
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="resume the run if it has a checkpoint, else start it (for torchrun --max-restarts)")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: loss, error, per-class accuracy, confusion matrix")
     p.add_argument("checkpoint", help="a checkpoint file or a run folder (uses its best checkpoint)")
@@ -95,15 +99,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reslab.cli.commands import COMMANDS
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if args.command in TAKES_OVERRIDES:
         args.overrides = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from reslab.dist import launched_rank, shutdown
+
+    rank = launched_rank()
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        shutdown()  # leave the process group; not after a failure, where a dead peer can make it hang
+        return code
     except ReslabError as e:
-        print(f"reslab: error: {e}", file=sys.stderr)
+        if rank == 0 or not isinstance(e, Interrupted):  # other ranks repeat rank 0's stop message
+            print(f"reslab{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("\nreslab: interrupted; a run continues from its last checkpoint with reslab train --resume RUN_DIR",

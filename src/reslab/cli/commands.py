@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,11 +39,45 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def launch_processes(nproc: int, argv: list[str]) -> int:
+    """``reslab train ... --nproc N``: the same command in N processes, through torch's own launcher
+    (what ``torchrun --standalone --nproc_per_node=N -m reslab ...`` does)."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    # Share the cores between the processes (torchrun would set 1 thread each, with a warning).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    try:
+        torchrun.main(["--standalone", f"--nproc_per_node={nproc}", "-m", "reslab", *argv])
+    except ChildFailedError as e:
+        codes = sorted({f.exitcode for f in e.failures.values()})
+        raise ReslabError(f"{len(e.failures)} of {nproc} processes failed (exit {', '.join(map(str, codes))}); "
+                          f"their messages are above") from None
+    return 0
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from reslab.config import load_config
+    from reslab.dist import launched_rank
     from reslab.rundir import RunDir, run_dir_of
     from reslab.workflows.train import train_run
 
+    if args.nproc < 1:
+        raise ReslabError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1:
+        return launch_processes(args.nproc, without_nproc(args.argv))
     overrides = split_overrides(args.overrides)
     if args.name:
         overrides.append("--name=" + json.dumps(args.name))
@@ -52,12 +87,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = RunDir(args.resume).read_config(overrides)
     else:  # no CONFIG: the defaults plus overrides
         cfg = load_config(args.config, overrides)
-    if not args.quiet:
-        what = "resuming" if args.resume else "training"
+    resume = bool(args.resume) or (args.resume_if_exists and run_dir_of(cfg).last_checkpoint.is_file())
+    primary = launched_rank() == 0
+    quiet = args.quiet or not primary
+    if not quiet:
+        what = "resuming" if resume else "training"
         print(f"{what} {cfg.model.name} on {cfg.data.dataset} -> {run_dir_of(cfg).path}/", file=sys.stderr)
-    result = train_run(cfg, resume=bool(args.resume), overwrite=args.overwrite,
-                       progress=None if args.quiet else sys.stderr)
-    print(show.run_result(result))
+    result = train_run(cfg, resume=resume, overwrite=args.overwrite, progress=None if quiet else sys.stderr)
+    if primary:
+        print(show.run_result(result))
     return 0
 
 
@@ -94,9 +132,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if not spec.needs_recipe and args.config is None:
         overrides.append("--train.epochs=1")  # a placeholder: this experiment trains nothing
     cfg = load_config(args.config, overrides)
-    ctx = Context(progress=None if args.quiet else sys.stderr, log=_stderr_log, jobs=args.jobs)
+    from reslab.dist import launched_rank
+
+    quiet = args.quiet or launched_rank() != 0
+    ctx = Context(progress=None if quiet else sys.stderr, log=(lambda line: None) if quiet else _stderr_log, jobs=args.jobs)
     exp = run_experiment(args.kind, cfg, args.out or f"runs/{args.kind}", ctx)
-    print(show.experiment(exp))
+    if exp:  # empty on the ranks other than 0 under torchrun
+        print(show.experiment(exp))
     return 0
 
 

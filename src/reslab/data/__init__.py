@@ -57,7 +57,7 @@ Stats = Mapping[str, Sequence[float]] | tuple[Sequence[float], Sequence[float]]
 
 
 def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu", channels_last: bool = True,
-               stats: Stats | None = None) -> DataBundle:
+               stats: Stats | None = None, rank: int = 0, world_size: int = 1) -> DataBundle:
     """Read ``cfg.dataset``, split off validation, limit, normalise, and wrap both parts in loaders.
 
     Validation is the official test set with ``test_split``, else a stratified hold-out of
@@ -65,7 +65,9 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     keeps a stratified subset of the training part. Mean and std come from the training part only,
     unless ``stats`` gives them (``{"mean", "std"}`` or a pair; e.g. a checkpoint's, to evaluate it).
     The training loader shuffles and augments (``cfg.augment``) with ``seed`` and drops the last
-    partial batch; the validation loader serves every image once, in order, unaugmented.
+    partial batch; the validation loader serves every image once, in order, unaugmented. With
+    ``world_size`` > 1 the training loader serves this rank's slice of each global batch and the
+    validation loader this rank's share of the held-out images (image i on rank i mod world_size).
     """
     pool, test, source = _read(cfg)
     val_size = resolve_val_size(cfg.val_size, len(pool))
@@ -89,9 +91,13 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     else:
         mean, std = _given_stats(stats, channels=train.images.shape[1])
     train_loader = BatchLoader(train, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, mean=mean,
-                               std=std, seed=seed, drop_last=True, device=device, channels_last=channels_last)
+                               std=std, seed=seed, drop_last=True, device=device, channels_last=channels_last,
+                               rank=rank, world_size=world_size)
+    # Evaluation shards the held-out images over the ranks, every image on exactly one rank (no padding);
+    # the trainer sums the ranks' counts.
+    val_part = val if val is None or world_size == 1 else val.subset(torch.arange(rank, len(val), world_size))
     val_loader = None if val is None else BatchLoader(
-        val, batch_size=cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std, seed=seed,
+        val_part, batch_size=cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std, seed=seed,
         drop_last=False, device=device, channels_last=channels_last)
     height, width = train.images.shape[-2:]
     val_text = f"{len(val):,} val ({how})" if val is not None else "no validation"

@@ -16,18 +16,25 @@ import torch
 from torch import Tensor
 
 
-def random_crop_flip(x: Tensor, *, padding: int = 4, generator: torch.Generator | None = None) -> Tensor:
+def random_crop_flip(x: Tensor, *, padding: int = 4, generator: torch.Generator | None = None,
+                     part_of: tuple[int, int] | None = None) -> Tensor:
     """Zero-pad each image by ``padding``, crop back to (H, W) at a random offset, flip half of them.
 
     Offsets are uniform in ``0..2*padding`` per image and axis; each image is mirrored left-right
     with probability 0.5. The draws come from ``generator`` (a CPU generator) and move to
     ``x.device``; the crop and flip are one gather, with no loop over images. uint8 in, uint8 out.
+
+    ``part_of=(start, total)``: ``x`` is images ``start..start+len(x)`` of a batch of ``total``; the
+    draws are made for the whole batch and this part takes its own, so every process of a run
+    augments its share of a global batch exactly as one process would the whole of it.
     """
     b, c, h, w = x.shape
-    offset_y = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    offset_x = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    flip = (torch.rand(b, generator=generator) < 0.5).long()
-    offset_y, offset_x, flip = torch.stack([offset_y, offset_x, flip]).to(x.device)  # one host-to-device copy
+    start, total = part_of or (0, b)
+    offset_y = torch.randint(0, 2 * padding + 1, (total,), generator=generator)
+    offset_x = torch.randint(0, 2 * padding + 1, (total,), generator=generator)
+    flip = (torch.rand(total, generator=generator) < 0.5).long()
+    draws = torch.stack([offset_y, offset_x, flip])[:, start:start + b]
+    offset_y, offset_x, flip = draws.to(x.device)  # one host-to-device copy
 
     padded = x.new_zeros((b, c, h + 2 * padding, w + 2 * padding))
     padded[:, :, padding:padding + h, padding:padding + w] = x  # (B, C, H + 2p, W + 2p)

@@ -28,13 +28,23 @@ class BatchLoader:
     epoch. ``epoch`` and ``position`` advance as each batch is handed out, before the consumer
     sees it, so a checkpoint taken while holding batch ``b`` resumes at batch ``b + 1``; after the
     last batch of an epoch they read ``(epoch + 1, 0)``.
+
+    Under several processes, ``batch_size`` is the *global* batch: every rank computes the same
+    global batch (order and augmentation from (seed, epoch, batch)) and keeps its slice of
+    ``batch_size / world_size`` images, so a run sees the same images at any world size, and
+    ``epoch``/``position`` count global batches (a checkpoint resumes at another world size).
     """
 
     def __init__(self, dataset: ArrayDataset, *, batch_size: int, shuffle: bool = False, augment: bool = False,
                  mean: Sequence[float], std: Sequence[float], seed: int = 0, drop_last: bool = False,
-                 device: str | torch.device = "cpu", channels_last: bool = True, padding: int = 4) -> None:
+                 device: str | torch.device = "cpu", channels_last: bool = True, padding: int = 4,
+                 rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size % world_size:
+            raise DataError(f"data.batch_size = {batch_size} (the global batch) does not split evenly over "
+                            f"{world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.images = dataset.images.to(device).contiguous()  # uint8 (N, 3, H, W), resident on the device
         self.labels = dataset.labels.to(device)
         self.classes = list(dataset.classes)
@@ -64,13 +74,16 @@ class BatchLoader:
         return torch.randperm(self.num_samples, generator=generator).to(self.device)
 
     def batch(self, epoch: int, index: int, order: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Batch ``index`` of ``epoch``, computed from scratch (does not move the loader)."""
+        """This rank's part of batch ``index`` of ``epoch``, computed from scratch (does not move the loader)."""
         order = self.order(epoch) if order is None else order
-        idx = order[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = order[index * self.batch_size:(index + 1) * self.batch_size]  # the global batch
+        total, share = len(idx), len(idx) // self.world_size
+        if self.world_size > 1:
+            idx = idx[self.rank * share:(self.rank + 1) * share]
         x = self.images.index_select(0, idx)  # uint8 (B, 3, H, W)
         if self.augment:
             generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, index))
-            x = random_crop_flip(x, padding=self.padding, generator=generator)
+            x = random_crop_flip(x, padding=self.padding, generator=generator, part_of=(self.rank * share, total))
         return normalize(x, self._mean, self._std, channels_last=self.channels_last), self.labels.index_select(0, idx)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:

@@ -3,6 +3,8 @@
 Each experiment is a function ``run(base, options, folder, ctx) -> record`` and a frozen options
 dataclass read from the config's ``[experiment]`` table (``--experiment.key=value`` on the command
 line, like every other setting). The options are checked before anything touches the disk.
+Under torchrun every run of an experiment uses all the processes in turn; the analyses, the table
+and the report are then rank 0's alone.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ def experiment_options(name: str, cfg: RunConfig) -> Any:
 
 def run_experiment(name: str, cfg: RunConfig, out: str | Path, ctx: Context | None = None) -> dict:
     """Run a registered experiment into the folder ``out``; returns its record (also in experiment.json)."""
+    from reslab.workflows.sweep import SecondaryDone
+
     spec = experiment(name)
     options = experiment_options(name, cfg)
-    return spec.run(cfg, options, ExperimentDir(out), ctx or Context())
+    try:
+        return spec.run(cfg, options, ExperimentDir(out), ctx or Context())
+    except SecondaryDone:  # under torchrun, ranks other than 0 only train
+        return {}

@@ -42,6 +42,7 @@ class ResidualBlock(nn.Module):
     expansion = 1
     post_activation = True  # H = ReLU(F + shortcut); pre-activation blocks add without a ReLU
     last_norm: str  # attribute name of the branch's last normalisation layer
+    last_conv: str  # and of its last convolution
 
     def __init__(self, *, downsample: nn.Module | None, has_shortcut: bool, survival_prob: float,
                  drop_mode: str, changes_shape: bool = False) -> None:
@@ -73,17 +74,20 @@ class ResidualBlock(nn.Module):
         return torch.relu(out + identity)
 
     def zero_init_last(self) -> None:
-        """Zero the last BN scale so the block starts as the identity (Goyal et al. 2017)."""
+        """Start the block as the identity: zero the last BN scale (Goyal et al. 2017), or, in a network
+        without normalisation, the last convolution's weights."""
         norm = getattr(self, self.last_norm)
         if isinstance(norm, nn.BatchNorm2d):
             nn.init.zeros_(norm.weight)
+        else:
+            nn.init.zeros_(getattr(self, self.last_conv).weight)
 
 
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions: F(x) = BN(conv(ReLU(BN(conv(x)))))."""
 
     expansion = 1
-    last_norm = "bn2"
+    last_norm, last_conv = "bn2", "conv2"
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "A", norm: str = "bn",
                  survival_prob: float = 1.0, drop_mode: str = "batch") -> None:
@@ -108,7 +112,7 @@ class Bottleneck(ResidualBlock):
     """
 
     expansion = 4
-    last_norm = "bn3"
+    last_norm, last_conv = "bn3", "conv3"
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, shortcut: str = "B", norm: str = "bn",
                  survival_prob: float = 1.0, drop_mode: str = "batch") -> None:

@@ -37,8 +37,8 @@ __all__ = ["FORMAT", "ExperimentDir", "Folder", "RunDir", "RunExists", "RunFolde
 from reslab.config import RunConfig, apply_overrides, config_from_dict
 from reslab.errors import ConfigError, ReslabError
 from reslab.rundir.lock import RunFolderError, RunLocked, hold, os_error
-from reslab.rundir.files import (append_jsonl, atomic_write_text, dump_toml, read_json, read_jsonl, truncate_jsonl,
-                                 write_json)
+from reslab.rundir.files import (append_jsonl, atomic_write_text, default_mode, dump_toml, read_json, read_jsonl,
+                                 truncate_jsonl, write_json)
 
 FORMAT = 1
 FORMAT_KEY = "reslab_format"
@@ -213,6 +213,7 @@ class RunDir(Folder):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".new", dir=self.path.parent))
+            os.chmod(staging, default_mode(directory=True))
         except OSError as e:
             raise os_error(e, self.path.parent, "nothing was written") from None
         try:

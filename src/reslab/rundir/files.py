@@ -11,6 +11,14 @@ from typing import Any
 from reslab.config import RunConfig, as_dict
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open`` or ``mkdir`` would give under the process's umask
+    (``mkstemp``/``mkdtemp`` use 0600/0700, which would hide a run from the user's group)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,6 +28,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -183,19 +183,23 @@ class Checkpointer(Callback):
     state_key = "checkpointer"
 
     def __init__(self, last: str | Path, best: str | Path, *, every: int = 0,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, write: bool = True, barrier=lambda: None) -> None:
         self.last, self.best = Path(last), Path(best)
         self.every = every
         self.extra = extra or {}
+        self.write = write  # False on the ranks that do not write: they check, track the best, and wait
+        self.barrier = barrier
         self.best_error = math.inf
         self.saved_step = -1
 
     def save(self, trainer: Trainer) -> None:
-        if self.saved_step == trainer.step and self.last.exists():
+        if self.saved_step == trainer.step:
             return
         state = {**trainer.state_dict(), **self.extra}
-        require_finite(state, trainer.step, self.last)
-        save_checkpoint(self.last, state)
+        require_finite(state, trainer.step, self.last)  # every rank checks (same weights), so all stop together
+        if self.write:
+            save_checkpoint(self.last, state)
+        self.barrier()  # no rank runs ahead of a checkpoint being written
         self.saved_step = trainer.step
 
     def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -207,7 +211,8 @@ class Checkpointer(Callback):
         if err is not None and err < self.best_error:
             state = {"model": trainer.eval_model_state(), "metrics": metrics, **self.extra}
             require_finite(state, trainer.step, self.best)
-            save_checkpoint(self.best, state)
+            if self.write:
+                save_checkpoint(self.best, state)
             self.best_error = err
         if not self.every or trainer.step % self.every == 0:
             self.save(trainer)

@@ -2,11 +2,12 @@
 
 The trainer knows nothing of particular models. A model whose training output has ``logits``,
 ``aux_logits`` and ``aux_weight`` (GoogLeNet) gets the auxiliary losses added with that weight.
+Under several processes (``dist``) the model trains as ``DistributedDataParallel``; every decision
+(stop, schedule, divergence) is taken on figures summed over the ranks, so all ranks take it together.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Iterable, Sequence
 
@@ -14,11 +15,13 @@ import torch
 from torch import Tensor, nn
 
 from reslab.device import autocast
-from reslab.errors import TrainingDiverged
-from reslab.evaluation import Evaluation, evaluate
+from reslab.dist import SINGLE, Dist
+from reslab.errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: part of this module's API)
+from reslab.evaluation import Evaluation, evaluate, reduce_over
 from reslab.train.callbacks import Callback
 from reslab.train.signals import StopSignals
 from reslab.train.state import ModelEMA, rng_state, set_rng_state
+from reslab.train.window import MetricWindow
 
 
 def classification_loss(output: Any, target: Tensor, *, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -40,13 +43,17 @@ class Trainer:
         optimizer: a ``torch.optim.Optimizer``; ``group["lr"]`` is written every step.
         lr_controller: ``lr(step)``, ``observe_train_error``, ``observe_val_loss``, ``state_dict``.
         device, precision: from :mod:`reslab.device` (``fp32``, ``bf16``, ``fp16``).
+        dist: the process group (:mod:`reslab.dist`); ``sync_batchnorm`` normalises over all ranks' images.
+        skips_layers: some steps leave parameters without a gradient (stochastic depth drops blocks;
+            every rank drops the same ones, its random stream seeded alike), which DDP must be told.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, lr_controller, *,
                  device: torch.device, precision: str = "fp32", channels_last: bool = False,
                  compile: bool = False, grad_clip: float = 0.0, label_smoothing: float = 0.0,
                  ema_decay: float = 0.0, tta_flip: bool = False, log_every: int = 50,
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), dist: Dist = SINGLE, sync_batchnorm: bool = False,
+                 skips_layers: bool = False) -> None:
         self.model = model
         self.optimizer = optimizer
         self.lr_controller = lr_controller
@@ -61,9 +68,21 @@ class Trainer:
         keys = [cb.state_key for cb in self.callbacks]
         if len(set(keys)) != len(keys):
             raise ValueError(f"two callbacks share a state_key: {keys}")
+        self.dist = dist
+        if sync_batchnorm:
+            if dist.backend != "nccl":
+                raise ConfigError("train.sync_batchnorm needs several GPU processes (NCCL); gloo has no SyncBatchNorm")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same parameters, in place
+            self.model = model
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        self.train_model = torch.compile(model) if compile else model
+        wrapped = model
+        if dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              find_unused_parameters=skips_layers)
+        self.train_model = torch.compile(wrapped) if compile else wrapped
         self.ema = ModelEMA(model, ema_decay) if ema_decay > 0 else None
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.step = 0
@@ -74,7 +93,7 @@ class Trainer:
         self.evaluation_due = False  # set before on_batch_end: this step ends with an evaluation
         self.interrupted: str = ""  # the signal that stopped fit early ("SIGTERM", "SIGINT")
         self._stop_reason: str | None = None
-        self._window = self._new_window()
+        self.window = MetricWindow(device, log_every, dist)
 
     # -- state ---------------------------------------------------------------------------------------
     def eval_model(self) -> nn.Module:
@@ -141,24 +160,18 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    def _new_window(self) -> dict[str, float]:
-        return {"loss": 0.0, "errors": 0.0, "seen": 0, "batches": 0, "time": 0.0}
-
     def _set_lr(self) -> float:
         lr = self.lr_controller.lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    def train_step(self, x: Tensor, y: Tensor) -> tuple[float, int]:
-        """One optimisation step; returns (loss, number of misclassified images)."""
+    def train_step(self, x: Tensor, y: Tensor) -> None:
+        """One optimisation step. Its loss and errors go to the window on the device: no host read."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
             output = self.train_model(x)
         loss, logits = classification_loss(output, y, label_smoothing=self.label_smoothing)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"loss became {loss_value} at step {self.step + 1}")
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -173,21 +186,21 @@ class Trainer:
             self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        errors = int((logits.argmax(1) != y).sum())
-        return loss_value, errors
+        self.window.record(self.step + 1, loss, logits, y)
 
     def fit(self, train_loader, val_loader=None, *, total_steps: int, eval_every: int = 0) -> dict[str, float]:
         """Train until ``total_steps`` iterations (counting those of a resumed run) or a stop request.
 
         Evaluates every ``eval_every`` steps, or at the end of each epoch when 0, and at the end; a step
         that ends with an evaluation is evaluated before any callback checkpoints it, so a crash can
-        never skip an evaluation. SIGTERM or SIGINT stops after the current step (``interrupted``).
-        Returns the last evaluation's metrics.
+        never skip an evaluation. SIGTERM or SIGINT stops after the current step (``interrupted``; under
+        several processes at the next read of the window, where the ranks agree). Returns the last
+        evaluation's metrics.
         """
         self.train_loader = train_loader
         self._stop_reason, self.interrupted = None, ""
         fit_start, elapsed_before = time.perf_counter(), self.elapsed
-        self._window = self._new_window()
+        self.window.reset()
         self._emit("on_fit_start")
         with StopSignals() as signals:
             while self.step < total_steps and self._stop_reason is None and not self.interrupted:
@@ -198,38 +211,39 @@ class Trainer:
                 for x, y in train_loader:
                     self.epoch = train_loader.epoch
                     lr = self._set_lr()
-                    loss, errors = self.train_step(x, y)
+                    self.train_step(x, y)
                     self.step += 1
-                    self.interrupted = signals.name
-                    w = self._window
-                    w["loss"] += loss * len(y)
-                    w["errors"] += errors
-                    w["seen"] += len(y)
-                    w["batches"] += 1
                     metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(), "lr": lr}
-                    if self.step % self.log_every == 0:
-                        now = time.perf_counter()
-                        w["time"] += now - t0
-                        t0 = now
-                        metrics.update(self._window_metrics())
-                        self.lr_controller.observe_train_error(metrics["train_error"])
                     end = self.step >= total_steps or self._stop_reason is not None
                     epoch_done = train_loader.position == 0
-                    self.evaluation_due = not self.interrupted and bool(
-                        end or (eval_every and self.step % eval_every == 0) or (not eval_every and epoch_done))
+                    self.evaluation_due = bool(end or (eval_every and self.step % eval_every == 0)
+                                               or (not eval_every and epoch_done))
+                    log = self.step % self.log_every == 0
+                    if log or self.evaluation_due:  # the window's read: the loop's one host read
+                        now = time.perf_counter()
+                        self.window.time += now - t0
+                        t0 = now
+                        if self.window.read(stop=signals.received is not None):
+                            self.interrupted = signals.name or "SIGTERM"  # another rank's signal
+                    elif not self.dist.distributed and signals.received is not None:
+                        self.interrupted = signals.name
+                    if self.interrupted:
+                        self.evaluation_due = False
+                    if log:
+                        metrics.update(self.window.metrics())
+                        self.lr_controller.observe_train_error(metrics["train_error"])
                     self._emit("on_batch_end", metrics)
                     end = end or self._stop_reason is not None
                     if self.interrupted:
                         break
                     if end or (self.evaluation_due and eval_every):
-                        self._window["time"] += time.perf_counter() - t0
                         self.elapsed = elapsed_before + time.perf_counter() - fit_start
                         self._evaluate_and_report(val_loader)
                         t0 = time.perf_counter()
                     if end:
                         break
                 else:  # the epoch ran to its end
-                    self._window["time"] += time.perf_counter() - t0
+                    self.window.time += time.perf_counter() - t0
                     self.epoch = train_loader.epoch
                     self.elapsed = elapsed_before + time.perf_counter() - fit_start
                     if not eval_every and self.step < total_steps:
@@ -246,20 +260,12 @@ class Trainer:
             return float(self.epoch)
         return round(loader.epoch + loader.position / len(loader), 4)
 
-    def _window_metrics(self) -> dict[str, float]:
-        w = self._window
-        if not w["seen"]:
-            return {}
-        out = {"train_loss": w["loss"] / w["seen"], "train_error": w["errors"] / w["seen"],
-               "images_per_sec": w["seen"] / w["time"] if w["time"] > 0 else 0.0}
-        return out
-
     def _evaluate_and_report(self, val_loader) -> dict[str, float]:
         metrics: dict[str, float] = {"step": self.step, "epoch": self._fractional_epoch(),
                                      "lr": self.lr_controller.lr(self.step)}
-        metrics.update(self._window_metrics())
+        metrics.update(self.window.metrics())
         metrics["elapsed_s"] = round(self.elapsed, 2)
-        self._window = self._new_window()
+        self.window.reset()
         if val_loader is not None:
             result = self.evaluate(val_loader)
             metrics.update(val_loss=result.loss, val_error=result.error)
@@ -269,6 +275,9 @@ class Trainer:
         return metrics
 
     def evaluate(self, loader: Iterable, *, num_classes: int | None = None) -> Evaluation:
-        """The evaluated model (the EMA's, when on) on ``loader``, with the run's precision and flip TTA."""
-        return evaluate(self.eval_model(), loader, precision=self.precision, tta_flip=self.tta_flip,
-                        num_classes=num_classes)
+        """The evaluated model (the EMA's, when on) on ``loader``, with the run's precision and flip TTA;
+        under several processes each rank evaluates its share and the counts are summed."""
+        self.dist.broadcast_buffers(self.eval_model())
+        local = evaluate(self.eval_model(), loader, precision=self.precision, tta_flip=self.tta_flip,
+                         num_classes=num_classes)
+        return reduce_over(local, self.dist, self.device)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence, TextIO
 
 from reslab.config import RunConfig, as_dict, config_from_dict
+from reslab.dist import launched, launched_rank
+from reslab.errors import ConfigError
 from reslab.rundir import ExperimentDir, RunDir, run_dir_of
 from reslab.workflows.train import run_config, train_run
 
@@ -60,6 +62,9 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
     them (on a 2-core CPU that is slower than one after the other: keep 1 there). Workers report no
     progress bar, only a line as each run ends.
     """
+    if launched() and jobs > 1:
+        raise ConfigError("--jobs spreads runs over processes of its own; under torchrun every run already uses "
+                          "all the launched processes in turn: use --jobs 1")
     states = [status(cfg) for cfg in configs]
     words = {"finished": "finished earlier, skipped", "resumable": "resuming", "new": "training"}
     total = len(configs)
@@ -78,4 +83,10 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
             if st != "finished":
                 train_run(cfg, resume=st == "resumable", overwrite=st == "new", progress=progress)
+    if launched() and launched_rank() != 0:
+        raise SecondaryDone()  # the analyses, tables and report of an experiment are rank 0's
     return [run_dir_of(cfg) for cfg in configs]
+
+
+class SecondaryDone(Exception):
+    """Raised on every rank but 0 once a sweep's trainings are done: the rest of an experiment is rank 0's."""

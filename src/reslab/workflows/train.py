@@ -7,6 +7,7 @@ options and the data have been checked, so a start that fails leaves no folder b
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
@@ -16,8 +17,9 @@ import torch
 from reslab.checkpoint import load_checkpoint, load_model_state, require_resumable
 from reslab.config import RunConfig, as_dict
 from reslab.data import DataBundle, build_data
-from reslab.device import resolve_device, resolve_precision
-from reslab.errors import CheckpointError, Interrupted
+from reslab.device import resolve_precision
+from reslab.dist import Dist, setup
+from reslab.errors import CheckpointError, Interrupted, ReslabError
 from reslab.models import check_options, count_params, create_model
 from reslab.optim import optimizer_from_config
 from reslab.rundir import RunDir, os_error, run_dir_of
@@ -46,17 +48,19 @@ def checkpoint_identity(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
 
 
 def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpointer: Checkpointer,
-                  total_steps: int, progress: TextIO | None) -> list:
-    callbacks: list = [MetricsLogger(run.metrics_file)]
-    if cfg.train.tensorboard:
+                  total_steps: int, progress: TextIO | None, *, primary: bool = True) -> list:
+    """The run's callbacks; other ranks than the primary keep only those that decide (early stopping,
+    the checkpointer's checks) and write nothing."""
+    callbacks: list = [MetricsLogger(run.metrics_file)] if primary else []
+    if cfg.train.tensorboard and primary:
         callbacks.append(TensorBoardLogger(run.tb_dir))
-    if cfg.train.record_gradients:
+    if cfg.train.record_gradients and primary:
         callbacks.append(GradientRecorder(run.gradients_file, model))
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStopping(patience=cfg.train.early_stopping_patience,
                                        min_delta=cfg.train.early_stopping_min_delta,
                                        restore_best=cfg.train.restore_best))
-    if progress is not None:
+    if progress is not None and primary:
         callbacks.append(ProgressBar(progress, total_steps=total_steps))
     callbacks.append(checkpointer)  # last, so it saves the other callbacks' updated state
     return callbacks
@@ -75,34 +79,47 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         raise CheckpointError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name} in "
                               f"{run.checkpoint_dir}")
     check_options(cfg.model.name, cfg.model.options)
-    device = resolve_device(cfg.train.device)
+    dist, device = setup(cfg.train.device)
     channels_last = cfg.train.channels_last and device.type in ("cpu", "cuda")
-    data = build_data(cfg.data, seed=cfg.train.seed, device=device, channels_last=channels_last)
-    with run.lock():  # taken once the config, the model's options and the data are known to be good
-        return _train_locked(cfg, run, data, device, channels_last, resume=resume, overwrite=overwrite,
-                             progress=progress)
+    data = build_data(cfg.data, seed=cfg.train.seed, device=device, channels_last=channels_last,
+                      rank=dist.rank, world_size=dist.world_size)
+    with contextlib.ExitStack() as held:
+        # Only the writing rank locks and creates the folder, once the config, the model's options and
+        # the data are known to be good; every rank learns whether that worked before any trains.
+        failure: ReslabError | None = None
+        if dist.is_primary:
+            try:
+                held.enter_context(run.lock())
+                if resume:
+                    run.remove_stale_temporaries()
+                else:
+                    run.create(cfg, overwrite=overwrite)
+            except ReslabError as e:
+                failure = e
+        if not dist.all_agree(failure is None, device):
+            raise failure or ReslabError(f"rank 0 could not start {run.path}; its message says why")
+        return _train(cfg, run, data, device, channels_last, dist, resume=resume, progress=progress)
 
 
-def _train_locked(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, channels_last: bool, *,
-                  resume: bool, overwrite: bool, progress: TextIO | None) -> RunResult:
-    torch.manual_seed(cfg.train.seed)
+def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, channels_last: bool, dist: Dist, *,
+           resume: bool, progress: TextIO | None) -> RunResult:
+    torch.manual_seed(cfg.train.seed)  # every rank the same: same stochastic-depth draws, and DDP checks it
     precision = resolve_precision(cfg.train.precision, device)
-    if resume:
-        run.remove_stale_temporaries()
-    else:
-        run.create(cfg, overwrite=overwrite)
 
     model = create_model(cfg.model.name, num_classes=data.num_classes, **cfg.model.options).to(device)
     optimizer = optimizer_from_config(cfg.optim, model)
     total_steps = cfg.train.steps or cfg.train.epochs * len(data.train)
     lr_controller = build_schedule(cfg.schedule, base_lr=cfg.optim.lr, total_steps=total_steps)
     checkpointer = Checkpointer(run.last_checkpoint, run.best_checkpoint, every=cfg.train.checkpoint_every,
-                                extra=checkpoint_identity(cfg, data))
+                                extra=checkpoint_identity(cfg, data), write=dist.is_primary, barrier=dist.barrier)
     trainer = Trainer(model, optimizer, lr_controller, device=device, precision=precision,
                       channels_last=channels_last, compile=cfg.train.compile, grad_clip=cfg.train.grad_clip,
                       label_smoothing=cfg.train.label_smoothing, ema_decay=cfg.train.ema_decay,
-                      tta_flip=cfg.train.tta_flip, log_every=cfg.train.log_every,
-                      callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress))
+                      tta_flip=cfg.train.tta_flip, log_every=cfg.train.log_every, dist=dist,
+                      sync_batchnorm=cfg.train.sync_batchnorm,
+                      skips_layers=float(cfg.model.options.get("survival_prob", 1.0)) < 1.0,
+                      callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress,
+                                              primary=dist.is_primary))
     if resume:
         state = load_checkpoint(run.last_checkpoint, map_location=device)
         require_resumable(state, run.last_checkpoint)
@@ -115,6 +132,12 @@ def _train_locked(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.d
 
     try:
         metrics = trainer.fit(data.train, data.val, total_steps=total_steps, eval_every=cfg.train.eval_every)
+    except RuntimeError as e:
+        if not dist.distributed:
+            raise
+        first = str(e).strip().splitlines()[0][:160]
+        raise ReslabError(f"rank {dist.rank}: another process of the run stopped ({first}); this one saved "
+                          f"nothing, the run resumes from {run.last_checkpoint}") from None
     except TrainingDiverged as e:
         where = (f"the last good checkpoint is {run.last_checkpoint} (step {checkpointer.saved_step})"
                  if checkpointer.saved_step >= 0 else
@@ -135,8 +158,13 @@ def _train_locked(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.d
         "device": str(device), "precision": precision, "channels_last": channels_last,
         "tta_flip": cfg.train.tta_flip, "compile": cfg.train.compile, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "config": as_dict(cfg),
+        "threads": torch.get_num_threads(), "processes": dist.world_size, "backend": dist.backend or None,
+        "batchnorm": ("synchronised over ranks" if cfg.train.sync_batchnorm else
+                      f"per rank ({cfg.data.batch_size // dist.world_size} images)"),
+        "config": as_dict(cfg),
     }
+    if not dist.is_primary:
+        return RunResult(run, metrics, summary)
     try:
         run.write_summary(summary)
     except OSError as e:
