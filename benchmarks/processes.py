@@ -33,7 +33,7 @@ def run(nproc: int, steps: int, out: Path, cache: Path) -> float:
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["images_per_sec"] for r in rows if r["kind"] == "train"][1:]
-    return statistics.median(speeds)
+    return statistics.median(speeds) if speeds else float("nan")
 
 
 def main() -> None:

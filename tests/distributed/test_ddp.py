@@ -142,12 +142,21 @@ def reslab_train(tmp_path, *extra) -> list[str]:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """End a launcher and every worker it started, whatever state they are in."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def test_a_rank_killed_by_sigkill_is_restarted_and_the_run_finishes(tmp_path):
     cmd = torchrun("--standalone", "--nproc_per_node=2", "--max-restarts=1", "--monitor-interval=0.5",
                    *reslab_train(tmp_path, "--train.steps=40", "--train.eval_every=20", "--train.checkpoint_every=5",
                                  "--resume-if-exists"))
     log = open(tmp_path / "torchrun.log", "w+")
-    launcher = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     run = RunDir(tmp_path / "r")
     try:
         deadline = time.time() + 120
@@ -159,7 +168,7 @@ def test_a_rank_killed_by_sigkill_is_restarted_and_the_run_finishes(tmp_path):
         os.kill(int(workers[-1]), signal.SIGKILL)
         launcher.wait(timeout=180)
     finally:
-        launcher.kill()
+        kill_group(launcher)
         log.seek(0)
         out = log.read()
         log.close()
@@ -178,9 +187,14 @@ def test_two_nodes_on_localhost(tmp_path):
                                        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=t",
                                        *reslab_train(tmp_path, "--train.steps=6", "--train.eval_every=3",
                                                      "--model.name=lenet5")),
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
              for rank in (0, 1)]
-    outs = [n.communicate(timeout=180)[0] for n in nodes]
+    try:
+        outs = [n.communicate(timeout=180)[0] for n in nodes]
+    finally:
+        for n in nodes:
+            kill_group(n)
     assert [n.returncode for n in nodes] == [0, 0], outs[0][-1500:] + outs[1][-1500:]
     summary = RunDir(tmp_path / "r").read_summary()
     assert summary["steps"] == 6 and summary["processes"] == 2
