@@ -93,6 +93,7 @@ class TrainConfig:
     restore_best: bool = True  # with early stopping: end with the best weights
     tensorboard: bool = True
     record_gradients: bool = False  # per-layer weight-gradient norms at each evaluation -> gradients.jsonl
+    accumulate: int = 1  # run each step's batch in this many parts (fewer processes, same global batch)
     sync_batchnorm: bool = False  # several GPU processes: BatchNorm statistics over the global batch (NCCL only)
 
 
@@ -115,7 +116,7 @@ CHOICES = {
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "optim.impl": ("reslab", "reference", "torch"),
 }
-POSITIVE = {"data.max_image_pixels", "data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
+POSITIVE = {"train.accumulate", "data.max_image_pixels", "data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
 NON_NEGATIVE = {"data.limit", "data.image_size", "optim.weight_decay", "optim.momentum", "optim.eps",
                 "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
                 "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",

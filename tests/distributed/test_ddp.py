@@ -198,3 +198,15 @@ def test_two_nodes_on_localhost(tmp_path):
     assert [n.returncode for n in nodes] == [0, 0], outs[0][-1500:] + outs[1][-1500:]
     summary = RunDir(tmp_path / "r").read_summary()
     assert summary["steps"] == 6 and summary["processes"] == 2
+
+
+def test_accumulation_keeps_the_global_batch_with_fewer_processes(tmp_path):
+    """1 process with train.accumulate=2 takes the steps 2 processes take, BatchNorm included (each part
+    normalised by its own statistics, as each rank's half is): the same weights after 10 steps."""
+    common = ("--train.steps=10", "--train.eval_every=10")
+    spawn(2, recipe(tmp_path / "two", tmp_path / "cache", *common))
+    single(recipe(tmp_path / "acc", tmp_path / "cache", *common, "--train.accumulate=2"))
+    two = load_checkpoint(tmp_path / "two" / "r" / "checkpoints" / "last.pt")["model"]
+    acc = load_checkpoint(tmp_path / "acc" / "r" / "checkpoints" / "last.pt")["model"]
+    weights = {k: v for k, v in acc.items() if "running" not in k and "num_batches" not in k}
+    assert max_relative_difference({k: two[k] for k in weights}, weights) <= 1e-5

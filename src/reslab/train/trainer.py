@@ -8,6 +8,7 @@ Under several processes (``dist``) the model trains as ``DistributedDataParallel
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Iterable, Sequence
 
@@ -44,6 +45,10 @@ class Trainer:
         lr_controller: ``lr(step)``, ``observe_train_error``, ``observe_val_loss``, ``state_dict``.
         device, precision: from :mod:`reslab.device` (``fp32``, ``bf16``, ``fp16``).
         dist: the process group (:mod:`reslab.dist`); ``sync_batchnorm`` normalises over all ranks' images.
+        accumulate: each step's batch is run in this many parts whose gradients add up before the one
+            update (DDP synchronises only after the last: ``no_sync`` on the others); with 1 process and
+            ``accumulate=N`` a step equals N processes' (BatchNorm then sees each part separately, as
+            each rank would).
         skips_layers: some steps leave parameters without a gradient (stochastic depth drops blocks;
             every rank drops the same ones, its random stream seeded alike), which DDP must be told.
     """
@@ -53,7 +58,7 @@ class Trainer:
                  compile: bool = False, grad_clip: float = 0.0, label_smoothing: float = 0.0,
                  ema_decay: float = 0.0, tta_flip: bool = False, log_every: int = 50,
                  callbacks: Sequence[Callback] = (), dist: Dist = SINGLE, sync_batchnorm: bool = False,
-                 skips_layers: bool = False) -> None:
+                 skips_layers: bool = False, accumulate: int = 1) -> None:
         self.model = model
         self.optimizer = optimizer
         self.lr_controller = lr_controller
@@ -64,6 +69,7 @@ class Trainer:
         self.label_smoothing = label_smoothing
         self.tta_flip = tta_flip
         self.log_every = log_every
+        self.accumulate = accumulate
         self.callbacks = list(callbacks)
         keys = [cb.state_key for cb in self.callbacks]
         if len(set(keys)) != len(keys):
@@ -169,14 +175,22 @@ class Trainer:
     def train_step(self, x: Tensor, y: Tensor) -> None:
         """One optimisation step. Its loss and errors go to the window on the device: no host read."""
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.precision):
-            output = self.train_model(x)
-        loss, logits = classification_loss(output, y, label_smoothing=self.label_smoothing)
+        parts = list(zip(x.chunk(self.accumulate), y.chunk(self.accumulate))) if self.accumulate > 1 else [(x, y)]
+        for i, (xp, yp) in enumerate(parts):
+            last = i == len(parts) - 1
+            quiet = self.train_model.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
+            with quiet:
+                with autocast(self.device, self.precision):
+                    output = self.train_model(xp)
+                loss, logits = classification_loss(output, yp, label_smoothing=self.label_smoothing)
+                share = loss * (len(yp) / len(y))  # the parts' gradients add up to the whole batch's mean
+                if self.scaler is not None:
+                    self.scaler.scale(share).backward()
+                else:
+                    share.backward()
+            self.window.record(self.step + 1, loss, logits, yp)
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.scaler is not None:
@@ -186,7 +200,6 @@ class Trainer:
             self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        self.window.record(self.step + 1, loss, logits, y)
 
     def fit(self, train_loader, val_loader=None, *, total_steps: int, eval_every: int = 0) -> dict[str, float]:
         """Train until ``total_steps`` iterations (counting those of a resumed run) or a stop request.

@@ -34,14 +34,16 @@ class MetricWindow:
 
     @torch.no_grad()
     def record(self, step: int, loss: Tensor, logits: Tensor, target: Tensor) -> None:
-        """Step ``step``'s mean loss and predictions, added on the device (no host read)."""
-        if self._pending == len(self._losses):  # more steps than expected between reads: grow
-            self._losses = torch.cat([self._losses, torch.zeros_like(self._losses)])
+        """Step ``step``'s mean loss and predictions, added on the device (no host read). Several calls
+        for one step (the parts of an accumulated batch) add up in that step's slot."""
         if self._pending == 0:
             self._first_step = step
-        self._losses[self._pending] = loss.detach().float() * len(target)
+        slot = step - self._first_step
+        if slot == len(self._losses):  # more steps than expected between reads: grow
+            self._losses = torch.cat([self._losses, torch.zeros_like(self._losses)])
+        self._losses[slot] += loss.detach().float() * len(target)
         self._errors += (logits.argmax(1) != target).sum()
-        self._pending += 1
+        self._pending = slot + 1
         self._images += len(target)
 
     def read(self, *, stop: bool = False) -> bool:

@@ -19,7 +19,7 @@ from reslab.config import RunConfig, as_dict
 from reslab.data import DataBundle, build_data
 from reslab.device import resolve_precision
 from reslab.dist import Dist, setup
-from reslab.errors import CheckpointError, Interrupted, ReslabError
+from reslab.errors import CheckpointError, ConfigError, Interrupted, ReslabError
 from reslab.models import check_options, count_params, create_model
 from reslab.optim import optimizer_from_config
 from reslab.rundir import RunDir, os_error, run_dir_of
@@ -80,6 +80,9 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                               f"{run.checkpoint_dir}")
     check_options(cfg.model.name, cfg.model.options)
     dist, device = setup(cfg.train.device)
+    if cfg.data.batch_size % (dist.world_size * cfg.train.accumulate):
+        raise ConfigError(f"data.batch_size = {cfg.data.batch_size} (the global batch) does not split into "
+                          f"{dist.world_size} process(es) x {cfg.train.accumulate} part(s) (train.accumulate)")
     channels_last = cfg.train.channels_last and device.type in ("cpu", "cuda")
     data = build_data(cfg.data, seed=cfg.train.seed, device=device, channels_last=channels_last,
                       rank=dist.rank, world_size=dist.world_size)
@@ -118,6 +121,7 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
                       tta_flip=cfg.train.tta_flip, log_every=cfg.train.log_every, dist=dist,
                       sync_batchnorm=cfg.train.sync_batchnorm,
                       skips_layers=float(cfg.model.options.get("survival_prob", 1.0)) < 1.0,
+                      accumulate=cfg.train.accumulate,
                       callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress,
                                               primary=dist.is_primary))
     if resume:
