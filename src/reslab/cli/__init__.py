@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="landscape: worker processes sharing the grid rows (for many-core CPUs; default 1)")
 
+    p = sub.add_parser("data", help="datasets larger than memory: pack an image folder into WebDataset shards")
+    p.add_argument("action", choices=["pack"])
+    p.add_argument("src", help="a class-per-folder image set: a folder, or a .tar/.tar.gz of one")
+    p.add_argument("out", help="folder for the shards and their index.json")
+    p.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
+    p.add_argument("--max-size", type=int, default=0,
+                   help="re-encode images whose shorter side is larger to this size (JPEG q90); 0: keep the bytes")
+    p.add_argument("--skip-bad", action="store_true", help="leave unreadable images out (and count them)")
+    p.add_argument("--classes-from", help="another packed set (its folder or index.json) whose classes to use, "
+                   "e.g. the training set's when packing the validation set")
+    p.add_argument("--prefix", default="shard", help="shard file names: PREFIX-000000.tar")
+    p.add_argument("--seed", type=int, default=0, help="seed of the packing order (shards mix the classes)")
+
     p = sub.add_parser("report", help="build report.html for a run or experiment folder")
     p.add_argument("folder")
     return parser

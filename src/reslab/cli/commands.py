@@ -223,5 +223,16 @@ def cmd_playground(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment,
+def cmd_data(args: argparse.Namespace) -> int:
+    from reslab.data.shards import pack, read_index
+
+    classes = read_index(args.classes_from)["classes"] if args.classes_from else None
+    report = pack(args.src, args.out, shard_size=args.shard_size, max_size=args.max_size, skip_bad=args.skip_bad,
+                  classes=classes, prefix=args.prefix, seed=args.seed, progress=sys.stderr)
+    print(f"{report.total:,} images in {len(report.shards)} shards, {len(report.classes)} classes -> {report.out}/"
+          + (f"; {len(report.skipped)} unreadable images skipped" if report.skipped else ""))
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment,
             "demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "playground": cmd_playground}

@@ -81,6 +81,21 @@ def iter_tar(path: Path) -> Iterator[Entry]:
         raise DataError(f"{path}: not a readable tar archive, or truncated/corrupt ({e})") from None
 
 
+def list_tar(path: Path) -> tuple[list[str], set[str]]:
+    """The file and folder names of an archive in one pass, without reading any file's bytes."""
+    files, dirs = [], set()
+    try:
+        with tarfile.open(path, "r|*") as archive:
+            for member in archive:
+                name = checked_name(member, path)
+                if not name or is_hidden(name):
+                    continue
+                (dirs.add(name.rstrip("/")) if member.isdir() else files.append(name))
+    except _ARCHIVE_ERRORS as e:
+        raise DataError(f"{path}: not a readable tar archive, or truncated/corrupt ({e})") from None
+    return files, dirs
+
+
 def iter_directory(root: Path) -> Iterator[Entry]:
     """Walk a folder in sorted order, yielding folders and file bytes with paths relative to ``root``."""
     for here, dirs, files in os.walk(root):
