@@ -100,11 +100,11 @@ RESUME_KEYS = ("model", "optimizer", "lr_controller", "step", "epoch", "rng")
 
 
 def require_resumable(state: dict[str, Any], path: Path) -> None:
-    """A checkpoint to resume from holds the whole training state, not just weights (as best.pt does)."""
+    """A checkpoint to resume from holds the whole training state, not just weights (as a best-weights checkpoint does)."""
     missing = [k for k in RESUME_KEYS if k not in state]
     if missing:
-        raise CheckpointError(f"{path} cannot be resumed from: it has no {', '.join(missing)} (a best.pt holds "
-                              f"weights only; resume from the run's own last.pt)")
+        raise CheckpointError(f"{path} cannot be resumed from: it has no {', '.join(missing)} (a best-weights "
+                              f"checkpoint holds weights only; resume from the run's last checkpoint)")
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], *, source: str, model_name: str | None = None) -> None:

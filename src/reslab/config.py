@@ -92,7 +92,7 @@ class TrainConfig:
     early_stopping_min_delta: float = 0.0
     restore_best: bool = True  # with early stopping: end with the best weights
     tensorboard: bool = True
-    record_gradients: bool = False  # per-layer weight-gradient norms at each evaluation -> gradients.jsonl
+    record_gradients: bool = False  # per-layer weight-gradient norms at each evaluation, in the run folder
     accumulate: int = 1  # run each step's batch in this many parts (fewer processes, same global batch)
     sync_batchnorm: bool = False  # several GPU processes: BatchNorm statistics over the global batch (NCCL only)
 

@@ -131,7 +131,7 @@ def test_checkpoints_that_cannot_be_resumed_from(tmp_path, capsys):
     run = RunDir(tmp_path / "runs" / "s")
     shutil.copy(run.best_checkpoint, run.last_checkpoint)  # weights only
     assert main(["train", "--resume", str(run.path), "--train.steps=4", "--quiet"]) == 2
-    one_line_error(capsys, "cannot be resumed from: it has no optimizer", "best.pt holds weights only")
+    one_line_error(capsys, "cannot be resumed from: it has no optimizer", "holds weights only")
     state = load_checkpoint(run.best_checkpoint)
     save_checkpoint(run.last_checkpoint, {**state, "model": [1, 2, 3], "optimizer": {}, "lr_controller": {},
                                           "step": 2, "epoch": 0, "rng": {}})

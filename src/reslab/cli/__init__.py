@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="shard", help="shard file names: PREFIX-000000.tar")
     p.add_argument("--seed", type=int, default=0, help="seed of the packing order (shards mix the classes)")
 
-    p = sub.add_parser("report", help="build report.html for a run or experiment folder")
+    p = sub.add_parser("report", help="build the HTML report of a run or experiment folder")
     p.add_argument("folder")
     return parser
 

@@ -74,7 +74,7 @@ def experiment_options(name: str, cfg: RunConfig) -> Any:
 
 
 def run_experiment(name: str, cfg: RunConfig, out: str | Path, ctx: Context | None = None) -> dict:
-    """Run a registered experiment into the folder ``out``; returns its record (also in experiment.json)."""
+    """Run a registered experiment into the folder ``out``; returns its record (also written to the folder)."""
     from reslab.workflows.sweep import SecondaryDone
 
     spec = experiment(name)

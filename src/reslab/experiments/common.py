@@ -24,7 +24,7 @@ def pct(x: float | None) -> float | None:
 
 
 def run_figures(run: RunDir) -> dict[str, Any]:
-    """A finished run's summary plus its final training error (from metrics.jsonl)."""
+    """A finished run's summary plus its final training error (from its metrics)."""
     summary = run.read_summary() or {}
     return {"summary": summary, "final": summary.get("final", {}),
             "train_error": final_train_error(run.read_metrics())}
@@ -38,7 +38,7 @@ def check_models(names: Iterable[str]) -> None:
 
 
 def finish(folder: ExperimentDir, record: dict) -> dict:
-    """Write experiment.json and the report; returns the record with the report's path."""
+    """Write the experiment's record and report; returns the record with the report's path."""
     from reslab.report.html import build_report
 
     folder.write(record)

@@ -211,7 +211,7 @@ def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
 
 
 def build_report(path: str | Path) -> Path:
-    """Write ``report.html`` in a run folder or an experiment folder; returns its path."""
+    """Write the HTML report of a run folder or an experiment folder; returns its path."""
     root = Path(path)
     if not root.is_dir():
         raise ReslabError(f"no such folder: {root}")
@@ -226,5 +226,6 @@ def build_report(path: str | Path) -> Path:
         page = Page(root, f"reslab analysis {root.name}")
         analysis_sections(page, Folder(root), prefix=root.name)
     else:
-        raise ReslabError(f"{root} is neither a run nor an experiment folder (no metrics.jsonl or experiment.json)")
+        raise ReslabError(f"{root} is neither a run nor an experiment folder (no {RunDir(root).metrics_file.name} "
+                          f"or {ExperimentDir(root).record_file.name})")
     return page.write()

@@ -99,7 +99,7 @@ def gradient_figure(flows: dict[str, dict], *, key: str = "weight_grad_norm", ti
 
 
 def gradient_history_figure(rows: Sequence[dict], *, title: str = "", curves: int = 6):
-    """Gradient norms recorded during training (``gradients.jsonl``): per-layer weight-gradient norm
+    """Gradient norms recorded during training (the run's gradient record): per-layer weight-gradient norm
     against depth at a few recorded steps (early: light, late: dark), and the first/last-layer ratio
     at every recorded step."""
     fig, (ax_d, ax_r) = plt.subplots(1, 2, figsize=(11, 4))

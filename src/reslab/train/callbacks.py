@@ -46,7 +46,7 @@ class Callback:
 
 
 class MetricsLogger(Callback):
-    """Appends one JSON object per line to ``metrics.jsonl``: train rows every ``log_every`` steps
+    """Appends one JSON object per line to the run's metrics file: train rows every ``log_every`` steps
     (``kind: "train"``) and a row at every evaluation (``kind: "eval"``)."""
 
     state_key = "metrics"
@@ -98,7 +98,7 @@ class TensorBoardLogger(Callback):
 
 
 class GradientRecorder(Callback):
-    """Per-layer gradient norms during training, one ``gradients.jsonl`` row per evaluation.
+    """Per-layer gradient norms during training, one row per evaluation in the run's gradient record.
 
     Each row holds the norm of every convolution's and linear layer's weight gradient (module order)
     from the last training step before the evaluation: after loss scaling is undone and after

@@ -1,4 +1,4 @@
-"""``reslab analyze``: measurements on saved runs (or fresh models), written to the run's ``analysis/``.
+"""``reslab analyze``: measurements on saved runs (or fresh models), written to the run's analysis folder.
 
 Glue between a restored run (:mod:`.restore`) and the pure measurements of :mod:`reslab.analysis`;
 the verdicts in words live beside those measurements.
