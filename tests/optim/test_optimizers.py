@@ -287,7 +287,9 @@ def test_flat_layout_survives_model_changes_and_outside_zero_grad():
 
 def test_many_optimizers_in_one_process_stay_compiled():
     """An experiment trains several models in one process: the compiled step must not hit torch.compile's
-    recompile limit and fall back (one graph serves every buffer size)."""
+    recompile limit and fall back (one graph serves every buffer size). Starts from a fresh compile cache,
+    as such a process does: earlier tests in this process compiled steps of other shapes and groupings."""
+    torch._dynamo.reset()
     for n in range(10):
         ps = [torch.randn(50 + 13 * n, requires_grad=True), torch.randn(3 + n, requires_grad=True)]
         opt = Momentum([{"params": ps[:1], "weight_decay": 1e-4}, {"params": ps[1:], "weight_decay": 0.0}], lr=0.1)
