@@ -23,7 +23,7 @@ AUTO_KEYS = {"data.val_size"}
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "sample"  # "sample" (embedded), "cifar10", "cifar100", "folder"
+    dataset: str = "sample"  # "sample" (embedded), "cifar10", "cifar100", "folder", "shards" (reslab data pack)
     path: str = ""  # dataset folder or archive; for "folder" a class-per-folder tree or .tar/.tar.gz of one
     download: bool = False  # cifar10/cifar100: fetch from the official address into ``path`` if missing
     val_size: int = AUTO  # images held out (stratified); "auto": 5,000, or 10% of a set under 50,000; 0 = none
@@ -36,6 +36,9 @@ class DataConfig:
     cache_dir: str = ""  # decoded-image cache; "" = $RESLAB_CACHE or ~/.cache/reslab
     image_size: int = 0  # "folder": resize every image to this square side; 0 = keep (all must share one size)
     max_image_pixels: int = 40_000_000  # "folder": larger images (by their header) are refused before decoding
+    val_path: str = ""  # "shards": the validation shards; workers: decoding processes; recipe: inception, he2016
+    workers: int = 2
+    recipe: str = "inception"
 
 
 @dataclass(frozen=True)
@@ -106,18 +109,17 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # Options of ``reslab experiment KIND``, checked against that experiment's own dataclass when it
-    # runs; a single training run ignores them (and does not store them).
-    experiment: dict[str, Any] = field(default_factory=dict)
+    experiment: dict[str, Any] = field(default_factory=dict)  # reslab experiment's options (checked by it)
 
 
 CHOICES = {
-    "data.dataset": ("sample", "cifar10", "cifar100", "folder"),
+    "data.dataset": ("sample", "cifar10", "cifar100", "folder", "shards"),
+    "data.recipe": ("inception", "he2016"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "optim.impl": ("reslab", "reference", "torch"),
 }
 POSITIVE = {"train.accumulate", "data.max_image_pixels", "data.batch_size", "data.eval_batch_size", "optim.lr", "train.log_every"}
-NON_NEGATIVE = {"data.limit", "data.image_size", "optim.weight_decay", "optim.momentum", "optim.eps",
+NON_NEGATIVE = {"data.limit", "data.image_size", "data.workers", "optim.weight_decay", "optim.momentum", "optim.eps",
                 "train.steps", "train.epochs", "train.eval_every", "train.checkpoint_every", "train.grad_clip",
                 "schedule.warmup_steps", "schedule.warmup_lr", "schedule.min_lr", "schedule.step_size",
                 "train.early_stopping_patience", "train.early_stopping_min_delta"}

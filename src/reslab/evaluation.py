@@ -22,10 +22,15 @@ class Evaluation:
     errors: int
     images: int
     confusion: Tensor | None = None  # (classes, classes) counts: rows true class, columns predicted
+    errors5: int = 0  # images whose class is not among the 5 highest logits (top-5 error)
 
     @property
     def error(self) -> float:
         return self.errors / max(1, self.images)
+
+    @property
+    def error5(self) -> float:
+        return self.errors5 / max(1, self.images)
 
     def per_class_accuracy(self) -> list[float]:
         c = self.confusion
@@ -39,7 +44,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, prec
     image are averaged. ``precision`` is the autocast of the forward passes (fp32: none)."""
     was_training = model.training
     model.eval()
-    loss = errors = confusion = None
+    loss = errors = errors5 = confusion = None
     seen = 0
     try:
         for x, y in batches:
@@ -51,8 +56,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, prec
             batch_loss = nn.functional.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
             wrong = (pred != y).sum()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            wrong5 = (top != y[:, None]).all(dim=1).sum()
             loss = batch_loss if loss is None else loss + batch_loss
             errors = wrong if errors is None else errors + wrong
+            errors5 = wrong5 if errors5 is None else errors5 + wrong5
             seen += len(y)
             if num_classes is not None:
                 counts = torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
@@ -61,6 +69,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, prec
         model.train(was_training)
     return Evaluation(loss=float(loss) / max(1, seen) if loss is not None else 0.0,
                       errors=int(errors) if errors is not None else 0, images=seen,
+                      errors5=int(errors5) if errors5 is not None else 0,
                       confusion=None if confusion is None else confusion.cpu().view(num_classes, num_classes))
 
 
@@ -68,13 +77,14 @@ def reduce_over(local: Evaluation, dist, device: torch.device | str = "cpu") -> 
     """Sum the ranks' evaluations of their shares of the images (each image on exactly one rank)."""
     if not dist.distributed:
         return local
-    parts = [torch.tensor([local.loss * local.images, local.errors, local.images], dtype=torch.float64)]
+    parts = [torch.tensor([local.loss * local.images, local.errors, local.images, local.errors5], dtype=torch.float64)]
     if local.confusion is not None:
         parts.append(local.confusion.flatten().to(torch.float64))
     total = dist.all_reduce_sum(torch.cat(parts).to(device)).cpu()
     images, errors = int(total[2]), int(total[1])
-    confusion = None if local.confusion is None else total[3:].round().long().view_as(local.confusion)
-    return Evaluation(loss=float(total[0]) / max(1, images), errors=errors, images=images, confusion=confusion)
+    confusion = None if local.confusion is None else total[4:].round().long().view_as(local.confusion)
+    return Evaluation(loss=float(total[0]) / max(1, images), errors=errors, images=images, confusion=confusion,
+                      errors5=int(total[3]))
 
 
 def loss_and_error(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:

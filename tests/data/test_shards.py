@@ -94,3 +94,12 @@ def test_an_archive_packs_the_same_and_its_member_names_are_checked(jpegs, tmp_p
         tf.add(jpegs / "ant" / "001.jpg", arcname="../ant/001.jpg")
     with pytest.raises(DataError, match=r"refused archive member '../ant/001.jpg'"):
         pack(evil, tmp_path / "out3")
+
+
+def test_a_folder_too_large_for_memory_says_how_to_stream_it(jpegs, tmp_path):
+    from reslab.data.budget import check_fits_in_memory
+
+    check_fits_in_memory(jpegs, None)  # 90 small images fit
+    with pytest.raises(DataError, match=r"GB free: pack it into shards and stream them \(reslab data pack") as e:
+        check_fits_in_memory(jpegs, None, available=1_000_000)
+    assert len(str(e.value).splitlines()) == 1

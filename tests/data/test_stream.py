@@ -141,3 +141,35 @@ def test_augmentation_shapes_ranges_and_crop_statistics():
         assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
         assert (np.abs(shift).max() > 0) == (recipe == "he2016") and np.abs(shift).max() < 0.2
     assert eval_sample(buf.getvalue()).shape == (224, 224, 3)
+
+
+def test_imagenet_recipe_end_to_end_on_tiny_shards(images, tmp_path, capsys):
+    """reslab train configs/imagenet_resnet18.toml on tiny generated shards for a few steps, then
+    reslab eval on the validation shards, top-1 and top-5."""
+    import json
+    from pathlib import Path
+
+    from reslab.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "imagenet_resnet18.toml"
+    val_src = tmp_path / "val"
+    for c in ("ant", "cat"):
+        (val_src / c).mkdir(parents=True)
+        for i in range(7):
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(
+                val_src / c / f"{i}.jpg")
+    assert main(["data", "pack", str(images), str(tmp_path / "train"), "--shard-size", "50"]) == 0
+    assert main(["data", "pack", str(val_src), str(tmp_path / "valshards"), "--classes-from",
+                 str(tmp_path / "train")]) == 0
+    assert main(["train", str(config), "--quiet", f"--out_dir={json.dumps(str(tmp_path / 'runs'))}",
+                 f"--data.path={json.dumps(str(tmp_path / 'train'))}",
+                 f"--data.val_path={json.dumps(str(tmp_path / 'valshards'))}", "--data.batch_size=12",
+                 "--data.eval_batch_size=8", "--data.image_size=32", "--data.workers=2", "--train.steps=3",
+                 "--train.eval_every=3", "--train.epochs=0", "--train.log_every=1", "--train.precision=fp32"]) == 0
+    run = tmp_path / "runs" / "imagenet_resnet18"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 3 and "shards" in summary["dataset"] and summary["final"]["val_error"] is not None
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", "shards", "--data-path", str(tmp_path / "valshards"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 14 and 0 <= report["top5_error"] <= report["error"] <= 1

@@ -54,7 +54,7 @@ def evaluation(report: dict[str, Any]) -> str:
     lines = [f"{report['model']} from {report['checkpoint']}",
              f"data: {report['data']}  ({report['images']:,} images evaluated; {report['precision']}, {tta})",
              f"loss {report['loss']:.4f}   error {100 * report['error']:.2f}% ({report['errors']:,} images)   "
-             f"accuracy {100 * (1 - report['error']):.2f}%"]
+             f"accuracy {100 * (1 - report['error']):.2f}%   top-5 error {100 * report['top5_error']:.2f}%"]
     classes = report["classes"]
     width = max(len(c) for c in classes)
     lines.append("\nper-class accuracy:")

@@ -31,7 +31,7 @@ __all__ = [
     "stratified_subset",
 ]
 
-DATASETS = ("sample", "cifar10", "cifar100", "folder")
+DATASETS = ("sample", "cifar10", "cifar100", "folder", "shards")
 
 
 @dataclass
@@ -69,6 +69,9 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     ``world_size`` > 1 the training loader serves this rank's slice of each global batch and the
     validation loader this rank's share of the held-out images (image i on rank i mod world_size).
     """
+    if cfg.dataset == "shards":
+        return _shard_data(cfg, seed=seed, device=device, channels_last=channels_last, rank=rank,
+                           world_size=world_size)
     pool, test, source = _read(cfg)
     val_size = resolve_val_size(cfg.val_size, len(pool))
     if test is not None:
@@ -107,6 +110,29 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
                       description)
 
 
+def _shard_data(cfg: DataConfig, *, seed: int, device, channels_last: bool, rank: int, world_size: int) -> DataBundle:
+    """WebDataset shards streamed from disk (``reslab data pack``), normalised with ImageNet's statistics."""
+    from reslab.data.imagenet import MEAN, STD
+    from reslab.data.shards import read_index
+    from reslab.data.stream import ShardLoader
+
+    if not cfg.path:
+        raise DataError("data.path must name a folder packed by reslab data pack")
+    size = cfg.image_size or 224
+    common = dict(mean=MEAN, std=STD, image_size=size, seed=seed, rank=rank, world_size=world_size,
+                  workers=cfg.workers, device=device, channels_last=channels_last)
+    train = ShardLoader(cfg.path, batch_size=cfg.batch_size, train=True, recipe=cfg.recipe, **common)
+    val = None
+    if cfg.val_path:
+        if read_index(cfg.val_path)["classes"] != train.classes:
+            raise DataError(f"{cfg.val_path} has other classes than {cfg.path}: pack it with --classes-from {cfg.path}")
+        val = ShardLoader(cfg.val_path, batch_size=cfg.eval_batch_size, train=False, **common)
+    description = (f"shards ({cfg.path}): {train.total:,} train / "
+                   + (f"{val.total:,} val ({cfg.val_path})" if val else "no validation")
+                   + f", {len(train.classes)} classes, {size}x{size}, augment {cfg.recipe}")
+    return DataBundle(train, val, len(train.classes), train.classes, size, MEAN, STD, description)
+
+
 def resolve_val_size(val_size: int, pool: int) -> int:
     """``auto`` (-1): 5,000 held-out images (He et al.'s 45k/5k on CIFAR), or 10% of a set under 50,000."""
     return min(5000, pool // 10) if val_size < 0 else val_size
@@ -117,6 +143,13 @@ def build_eval_data(cfg: DataConfig, *, stats: Stats, device: str | torch.device
     """Every image of a dataset from outside a run, for evaluation: the official test set of CIFAR
     (``cifar10``/``cifar100``), else the whole folder or sample, nothing held out or split off.
     Returns the loader, the class names and a description."""
+    if cfg.dataset == "shards":
+        from reslab.data.stream import ShardLoader
+
+        loader = ShardLoader(cfg.path, batch_size=cfg.eval_batch_size, train=False, mean=stats["mean"],
+                             std=stats["std"], image_size=cfg.image_size or 224, workers=cfg.workers, device=device,
+                             channels_last=channels_last)
+        return loader, loader.classes, f"shards ({cfg.path}): all {loader.total:,} images"
     if cfg.dataset in CIFAR:
         if not cfg.path:
             raise DataError(f"data.path must name the {cfg.dataset} folder or archive")
@@ -154,10 +187,8 @@ def _read(cfg: DataConfig) -> tuple[ArrayDataset, ArrayDataset | None, str]:
         pool = load_cifar(cfg.path, name=cfg.dataset, train=True, download=cfg.download)
         test = load_cifar(cfg.path, name=cfg.dataset, train=False) if cfg.test_split else None
         return pool, test, f"{cfg.dataset} ({cfg.path})"
-    # "folder": decoded whole into memory, which suits CIFAR-sized folders. A streaming loader for
-    # folders too large for memory (ImageNet: per-batch decoding in worker processes, random-resized
-    # crops) would be chosen here and return a loader with BatchLoader's interface (len, iteration,
-    # epoch/position, state_dict) instead of an ArrayDataset.
+    # "folder": decoded whole into memory, which suits CIFAR-sized folders; a larger set is packed into
+    # shards and streamed (data.dataset = "shards"), which _read refuses to decode into memory.
     dataset = load_image_folder(cfg.path, cache_dir=cache_dir, image_size=cfg.image_size or None,
                                 max_pixels=cfg.max_image_pixels)
     return dataset, None, f"image folder ({cfg.path})"

@@ -25,10 +25,10 @@ from PIL import Image, UnidentifiedImageError
 
 from reslab.data.arrays import ArrayDataset
 from reslab.data.cache import cache_path, cache_root, load_cached, save_cached
-from reslab.data.sources import Entry, directory_digest, iter_directory, iter_tar, sha256_file
+from reslab.data.budget import check_fits_in_memory
+from reslab.data.sources import IMAGE_SUFFIXES, Entry, directory_digest, iter_directory, iter_tar, sha256_file
 from reslab.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 512  # images per worker task: large enough to amortise the transfer, small enough to overlap reading
 
 
@@ -51,6 +51,7 @@ def load_image_folder(path: str | Path, *, cache_dir: str | Path | None = None, 
         raise DataError(f"image folder or archive not found: {path}")
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
+    check_fits_in_memory(path, image_size)
     entries: list[Entry] | None = None
     if path.is_dir():
         entries = list(iter_directory(path))

@@ -19,6 +19,7 @@ from reslab.errors import DataError
 Entry = tuple[str, bytes | None]  # (relative posix path, file bytes; None for a folder)
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError)
 
 

@@ -71,7 +71,8 @@ def evaluate_checkpoint(target: str | Path, *, dataset: str | None = None, path:
             raise CheckpointError(f"{ckpt_path} is not inside a run folder: say which data to use with --data")
         base = cfg.data if cfg is not None else DataConfig()
         data_cfg = DataConfig(dataset=dataset or base.dataset, path=path if path is not None else base.path,
-                              eval_batch_size=batch_size, cache_dir=base.cache_dir)
+                              eval_batch_size=batch_size, cache_dir=base.cache_dir, image_size=base.image_size,
+                              workers=base.workers)
         loader, classes, description = build_eval_data(data_cfg, stats=stats, device=dev, channels_last=channels_last)
         name = data_cfg.dataset
     if len(classes) != state["num_classes"]:
@@ -88,6 +89,7 @@ def evaluate_checkpoint(target: str | Path, *, dataset: str | None = None, path:
     report = {
         "checkpoint": str(ckpt_path), "model": state["model_name"], "data": description,
         "images": result.images, "errors": result.errors, "loss": result.loss, "error": result.error,
+        "top5_error": result.error5,
         "precision": precision, "tta_flip": flip, "classes": classes,
         "per_class_accuracy": result.per_class_accuracy(), "confusion": result.confusion.tolist(),
     }
