@@ -17,8 +17,7 @@ from typing import Any, Sequence
 
 from reslab.errors import ConfigError
 
-AUTO = -1  # an integer setting chosen by reslab ("auto" in a config file)
-AUTO_KEYS = {"data.val_size"}
+AUTO, AUTO_KEYS = -1, {"data.val_size"}  # an integer setting chosen by reslab ("auto" in a config file)
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class OptimConfig:
     eps: float = 1e-8
     rho: float = 0.9  # RMSProp decay rate of the squared-gradient average
     decay_norm_and_bias: bool = False  # apply weight decay to BN parameters and biases too
+    linear_scaling: bool = False  # Goyal et al.: lr x batch / 256, reached by a linear warm-up over 5 epochs
     impl: str = "reslab"  # "reslab" (its own rules, fast path), "reference" (same rules, per tensor), "torch"
 
 

@@ -149,3 +149,13 @@ def test_analyses_refuse_a_network_without_shortcut_blocks(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "needs a network of residual or plain blocks" in err or "needs blocks with a residual branch" in err
         assert len(err.splitlines()) == 1
+
+
+def test_linear_scaling_is_explicit_and_warms_up_over_five_epochs():
+    from reslab.workflows.train import scaled_schedule
+
+    cfg = load_config(None, ["--train.epochs=1", "--data.batch_size=512", "--optim.lr=0.1"])
+    assert scaled_schedule(cfg, 100) == (cfg.schedule, 0.1)  # off: the rate as written
+    on = load_config(None, ["--train.epochs=1", "--data.batch_size=512", "--optim.lr=0.1", "--optim.linear_scaling=true"])
+    schedule, lr = scaled_schedule(on, 100)
+    assert lr == pytest.approx(0.2) and schedule.warmup_steps == 500 and schedule.warmup_lr == 0.1

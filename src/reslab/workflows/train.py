@@ -66,6 +66,17 @@ def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpoin
     return callbacks
 
 
+def scaled_schedule(cfg: RunConfig, steps_per_epoch: int):
+    """(schedule, base rate): with ``optim.linear_scaling`` (Goyal et al. 2017) the rate is ``lr`` x global
+    batch / 256, reached from ``lr`` by a linear warm-up over 5 epochs unless the schedule sets its own."""
+    if not cfg.optim.linear_scaling:
+        return cfg.schedule, cfg.optim.lr
+    schedule = cfg.schedule
+    if not schedule.warmup_steps:
+        schedule = replace(schedule, warmup_steps=5 * steps_per_epoch, warmup_lr=cfg.optim.lr)
+    return schedule, cfg.optim.lr * cfg.data.batch_size / 256
+
+
 def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
               progress: TextIO | None = None) -> RunResult:
     """Train ``cfg`` in ``<out_dir>/<name>``; with ``resume`` continue from its last checkpoint.
@@ -112,7 +123,8 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
     model = create_model(cfg.model.name, num_classes=data.num_classes, **cfg.model.options).to(device)
     optimizer = optimizer_from_config(cfg.optim, model)
     total_steps = cfg.train.steps or cfg.train.epochs * len(data.train)
-    lr_controller = build_schedule(cfg.schedule, base_lr=cfg.optim.lr, total_steps=total_steps)
+    schedule, base_lr = scaled_schedule(cfg, len(data.train))
+    lr_controller = build_schedule(schedule, base_lr=base_lr, total_steps=total_steps)
     checkpointer = Checkpointer(run.last_checkpoint, run.best_checkpoint, every=cfg.train.checkpoint_every,
                                 extra=checkpoint_identity(cfg, data), write=dist.is_primary, barrier=dist.barrier)
     trainer = Trainer(model, optimizer, lr_controller, device=device, precision=precision,
@@ -158,7 +170,7 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
         "params": count_params(model), "dataset": data.description, "steps": trainer.step,
         "epochs": round(trainer.step / len(data.train), 3), "final": metrics,
         "best_val_error": checkpointer.best_error if checkpointer.best_error != float("inf") else None,
-        "stopped_early": trainer.stop_reason, "train_time_s": round(trainer.elapsed, 1),
+        "stopped_early": trainer.stop_reason, "base_lr": base_lr, "train_time_s": round(trainer.elapsed, 1),
         "device": str(device), "precision": precision, "channels_last": channels_last,
         "tta_flip": cfg.train.tta_flip, "compile": cfg.train.compile, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
