@@ -96,7 +96,7 @@ def test_corrupt_sample_and_truncated_shard_are_one_line(shards, tmp_path):
     (bad / "index.json").write_text('{"classes": ["a"], "total": 30, "shards": [{"name": "shard-000000.tar", "count": 30}]}')
     with pytest.raises(DataError) as e:
         list(loader(bad, workers=1, batch=30))
-    assert "cannot decode sample 000000007" in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert "shard-000000.tar: cannot decode sample 000000007" in str(e.value) and len(str(e.value).splitlines()) == 1
     cut = tmp_path / "cut"
     cut.mkdir()
     data = (shards / "shard-000000.tar").read_bytes()

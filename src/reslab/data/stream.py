@@ -54,8 +54,8 @@ def quotas(steps: int, workers: int) -> list[int]:
     return [steps // workers + (1 if k < steps % workers else 0) for k in range(workers)]
 
 
-def _samples(paths: list[str], where: str) -> Iterator[tuple[str, bytes, int]]:
-    """(key, image bytes, label) of each sample of the shards, in order; errors name the shard."""
+def _samples(paths: list[str], where: str) -> Iterator[tuple[str, bytes, int, str]]:
+    """(key, image bytes, label, shard) of each sample of the shards, in order; errors name the shard."""
     import webdataset as wds
 
     for path in paths:
@@ -66,7 +66,7 @@ def _samples(paths: list[str], where: str) -> Iterator[tuple[str, bytes, int]]:
                 data = sample.get("jpg", sample.get("png"))
                 if data is None or "cls" not in sample:
                     raise DataError(f"{path}: sample {sample.get('__key__')} has no image or no label")
-                yield sample["__key__"], data, int(sample["cls"])
+                yield sample["__key__"], data, int(sample["cls"]), path
         except DataError:
             raise
         except Exception as e:  # a truncated or corrupt tar, as webdataset reports it
@@ -185,13 +185,12 @@ class ShardLoader:
         for _ in range(self.worker_quota(logical, position)):
             images, labels, shifts = [], [], []
             for _ in range(self.local_batch):
-                key, data, label = next(stream)
+                key, data, label, shard = next(stream)
                 try:
                     pixels, shift = train_sample(data, self.recipe,
                                                  random.Random(mix_seed(self.seed, epoch, int(key))), self.image_size)
                 except Exception as e:  # any Pillow failure: a sample that is not a readable image
-                    raise DataError(f"cannot decode sample {key} of the shards of rank {self.rank} "
-                                    f"({type(e).__name__}: {e})") from None
+                    raise DataError(f"{shard}: cannot decode sample {key} ({type(e).__name__}: {e})") from None
                 images.append(torch.from_numpy(pixels))
                 labels.append(label)
                 shifts.append(torch.from_numpy(shift))
@@ -219,11 +218,11 @@ class ShardLoader:
 
     def _eval_batches(self, shards: list[str], where: str):
         images, labels = [], []
-        for key, data, label in _samples(shards, where):
+        for key, data, label, shard in _samples(shards, where):
             try:
                 images.append(torch.from_numpy(eval_sample(data, self.image_size)))
             except Exception as e:  # any Pillow failure: a sample that is not a readable image
-                raise DataError(f"cannot decode sample {key} ({where}): {type(e).__name__}: {e}") from None
+                raise DataError(f"{shard}: cannot decode sample {key} ({type(e).__name__}: {e})") from None
             labels.append(label)
             if len(images) == self.local_batch:
                 yield torch.stack(images), torch.tensor(labels), torch.zeros(len(labels), 3)
