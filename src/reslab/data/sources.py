@@ -61,8 +61,9 @@ def checked_name(member: tarfile.TarInfo, path: Path) -> str:
     return name
 
 
-def iter_tar(path: Path) -> Iterator[Entry]:
-    """Stream the members of a tar, tar.gz or tar.bz2 archive in archive order (one sequential pass)."""
+def _tar_members(path: Path, *, read: bool) -> Iterator[Entry]:
+    """One sequential pass over an archive: (checked name, bytes) of each file, (name, None) of each
+    folder; with ``read=False`` files come with ``b""`` and their bytes are skipped, not read."""
     try:
         with tarfile.open(path, "r|*") as archive:
             for member in archive:
@@ -71,7 +72,9 @@ def iter_tar(path: Path) -> Iterator[Entry]:
                     continue
                 if member.isdir():
                     yield name.rstrip("/"), None
-                elif member.isfile():
+                elif not read:
+                    yield name, b""
+                else:
                     handle = archive.extractfile(member)
                     assert handle is not None  # a regular file always has one
                     data = handle.read()
@@ -82,18 +85,16 @@ def iter_tar(path: Path) -> Iterator[Entry]:
         raise DataError(f"{path}: not a readable tar archive, or truncated/corrupt ({e})") from None
 
 
+def iter_tar(path: Path) -> Iterator[Entry]:
+    """Stream the members of a tar, tar.gz or tar.bz2 archive in archive order (one sequential pass)."""
+    return _tar_members(path, read=True)
+
+
 def list_tar(path: Path) -> tuple[list[str], set[str]]:
     """The file and folder names of an archive in one pass, without reading any file's bytes."""
     files, dirs = [], set()
-    try:
-        with tarfile.open(path, "r|*") as archive:
-            for member in archive:
-                name = checked_name(member, path)
-                if not name or is_hidden(name):
-                    continue
-                (dirs.add(name.rstrip("/")) if member.isdir() else files.append(name))
-    except _ARCHIVE_ERRORS as e:
-        raise DataError(f"{path}: not a readable tar archive, or truncated/corrupt ({e})") from None
+    for name, data in _tar_members(path, read=False):
+        (dirs.add(name) if data is None else files.append(name))
     return files, dirs
 
 
