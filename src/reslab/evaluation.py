@@ -41,18 +41,24 @@ class Evaluation:
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, precision: str = "fp32",
              tta_flip: bool = False, num_classes: int | None = None) -> Evaluation:
     """``model`` in eval mode over ``batches``; with ``tta_flip`` the logits of each image and its mirror
-    image are averaged. ``precision`` is the autocast of the forward passes (fp32: none)."""
+    image are averaged. A batch of shape (B, crops, C, H, W) holds several crops of each image (10-crop
+    testing): their logits are averaged. ``precision`` is the autocast of the forward passes (fp32: none)."""
     was_training = model.training
     model.eval()
     loss = errors = errors5 = confusion = None
     seen = 0
     try:
         for x, y in batches:
+            crops = x.shape[1] if x.dim() == 5 else 0
+            if crops:
+                x = x.flatten(0, 1)
             with autocast(x.device, precision):
                 logits = model(x)
                 if tta_flip:
                     logits = (logits.float() + model(x.flip(3)).float()) / 2
             logits = logits.float()
+            if crops:
+                logits = logits.unflatten(0, (-1, crops)).mean(1)
             batch_loss = nn.functional.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
             wrong = (pred != y).sum()

@@ -12,7 +12,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from reslab.data.imagenet import centre_box, eval_sample, he2016_box, inception_box, train_sample
+from reslab.data.imagenet import (centre_box, eval_sample, he2016_box, inception_box, ten_crop_boxes, ten_crop_sample,
+                                  train_sample)
 from reslab.data.shards import pack
 from reslab.data.stream import ShardLoader
 from reslab.errors import DataError
@@ -173,3 +174,37 @@ def test_imagenet_recipe_end_to_end_on_tiny_shards(images, tmp_path, capsys):
     assert main(["eval", str(run), "--data", "shards", "--data-path", str(tmp_path / "valshards"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 14 and 0 <= report["top5_error"] <= report["error"] <= 1
+    # 10-crop testing of the run's own validation shards: the same images, ten crops each
+    assert main(["eval", str(run), "--ten-crop", "--json"]) == 0
+    ten = json.loads(capsys.readouterr().out)
+    assert ten["images"] == 14 and ten["ten_crop"] and not ten["tta_flip"] and "10 crops" in ten["data"]
+    assert main(["eval", str(run), "--ten-crop", "--data", "sample"]) == 2  # a data error
+    assert "10-crop testing needs full-size images" in capsys.readouterr().err
+
+
+def test_ten_crop_testing_corners_centre_and_mirrors():
+    """He et al.'s 10-crop: four corners and the centre of the image resized to a shorter side of 256,
+    and the mirror image of each; the centre crop is the single-crop evaluation's; logits averaged."""
+    # a 400x300 image at shorter side 256 is 341x256: crops of 224 are squares of 262.5 original pixels
+    assert ten_crop_boxes(400, 300) == [(0, 0, 262, 262), (138, 0, 400, 262), (0, 38, 262, 300),
+                                        (138, 38, 400, 300), centre_box(400, 300)]
+    assert ten_crop_boxes(256, 512)[3] == (32, 288, 256, 512)
+    rng = np.random.default_rng(3)
+    for size, fmt in (((300, 400), "PNG"), ((900, 1200), "JPEG")):  # the JPEG is decoded in draft mode
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(buf, format=fmt)
+        crops = ten_crop_sample(buf.getvalue(), size=32, resize=40)
+        assert crops.shape == (10, 32, 32, 3) and crops.dtype == np.uint8
+        assert np.array_equal(crops[5:], crops[:5, :, ::-1])
+        assert np.array_equal(crops[4], eval_sample(buf.getvalue(), size=32, resize=40))
+        assert not np.array_equal(crops[0], crops[3])
+    # the evaluation averages the logits of an image's crops
+    from reslab.evaluation import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    x, y = torch.randn(6, 10, 3, 4, 4), torch.randint(0, 5, (6,))
+    result = evaluate(model, [(x, y)])
+    logits = torch.stack([model(x[:, k]) for k in range(10)]).mean(0)
+    assert result.errors == int((logits.argmax(1) != y).sum()) and result.images == 6
+    assert math.isclose(result.loss, float(torch.nn.functional.cross_entropy(logits, y)), rel_tol=1e-6)

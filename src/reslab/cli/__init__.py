@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-path", default=None, help="dataset folder or archive")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's evaluation batch size")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation, even if the run used it")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="He et al.'s 10-crop testing on shards: corners, centre and mirrors, logits averaged")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
 

@@ -103,7 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from reslab.workflows.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(args.checkpoint, dataset=args.data, path=args.data_path, batch_size=args.batch_size,
-                                 device=args.device, tta=False if args.no_tta else None)
+                                 device=args.device, tta=False if args.no_tta else None,
+                                 ten_crop=args.ten_crop)
     print(json.dumps(report, indent=2) if args.json else show.evaluation(report))
     return 0
 

@@ -50,7 +50,7 @@ def experiment(exp: dict) -> str:
 
 
 def evaluation(report: dict[str, Any]) -> str:
-    tta = "flip TTA" if report["tta_flip"] else "no TTA"
+    tta = "10-crop" if report.get("ten_crop") else ("flip TTA" if report["tta_flip"] else "no TTA")
     lines = [f"{report['model']} from {report['checkpoint']}",
              f"data: {report['data']}  ({report['images']:,} images evaluated; {report['precision']}, {tta})",
              f"loss {report['loss']:.4f}   error {100 * report['error']:.2f}% ({report['errors']:,} images)   "

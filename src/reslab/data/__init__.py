@@ -139,17 +139,21 @@ def resolve_val_size(val_size: int, pool: int) -> int:
 
 
 def build_eval_data(cfg: DataConfig, *, stats: Stats, device: str | torch.device = "cpu",
-                    channels_last: bool = True) -> tuple[BatchLoader, list[str], str]:
+                    channels_last: bool = True, ten_crop: bool = False) -> tuple[BatchLoader, list[str], str]:
     """Every image of a dataset from outside a run, for evaluation: the official test set of CIFAR
     (``cifar10``/``cifar100``), else the whole folder or sample, nothing held out or split off.
-    Returns the loader, the class names and a description."""
+    ``ten_crop``: He et al.'s 10-crop testing (shards only). Returns the loader, the class names and a
+    description."""
+    if ten_crop and cfg.dataset != "shards":
+        raise DataError(f"10-crop testing needs full-size images (data.dataset = \"shards\"), not {cfg.dataset}")
     if cfg.dataset == "shards":
         from reslab.data.stream import ShardLoader
 
         loader = ShardLoader(cfg.path, batch_size=cfg.eval_batch_size, train=False, mean=stats["mean"],
                              std=stats["std"], image_size=cfg.image_size or 224, workers=cfg.workers, device=device,
-                             channels_last=channels_last)
-        return loader, loader.classes, f"shards ({cfg.path}): all {loader.total:,} images"
+                             channels_last=channels_last, ten_crop=ten_crop)
+        crops = ", 10 crops each" if ten_crop else ""
+        return loader, loader.classes, f"shards ({cfg.path}): all {loader.total:,} images{crops}"
     if cfg.dataset in CIFAR:
         if not cfg.path:
             raise DataError(f"data.path must name the {cfg.dataset} folder or archive")

@@ -7,7 +7,8 @@ Two training recipes, named after where they come from:
 - ``"inception"``: the random-resized crop of Szegedy et al. 2015 used by fb.resnet.torch and
   torchvision's references: a crop of 8-100% of the area with an aspect ratio in [3/4, 4/3], resized
   to 224x224, and a horizontal flip.
-Evaluation: the shorter side to 256, the centre 224x224.
+Evaluation: the shorter side to 256, the centre 224x224; or He et al.'s 10-crop testing (the four corner
+crops, the centre crop and the mirror image of each, whose logits the evaluation averages).
 
 Every crop is a box in the original image's coordinates, resized with ``Image.resize(box=...)``, so a
 crop costs one resampling; a JPEG much larger than the box's output is decoded at 1/2, 1/4 or 1/8 of its
@@ -106,3 +107,27 @@ def train_sample(data: bytes, recipe: str, rng: random.Random, size: int = 224) 
 
 def eval_sample(data: bytes, size: int = 224, resize: int = 256) -> np.ndarray:
     return load_crop(data, lambda w, h: centre_box(w, h, size=size, resize=resize), size)
+
+
+def ten_crop_boxes(width: int, height: int, *, size: int = 224, resize: int = 256) -> list[tuple[int, int, int, int]]:
+    """He et al.'s (after Krizhevsky et al.) five ``size`` crops of the image resized to a shorter side of
+    ``resize``: the four corners, then the centre, as boxes in the original's coordinates."""
+    side = size * min(width, height) / resize
+    right, bottom = width - side, height - side
+    corners = [(0.0, 0.0), (right, 0.0), (0.0, bottom), (right, bottom), (right / 2, bottom / 2)]
+    return [(round(x), round(y), round(x + side), round(y + side)) for x, y in corners]
+
+
+def ten_crop_sample(data: bytes, size: int = 224, resize: int = 256) -> np.ndarray:
+    """10-crop testing: the five crops of :func:`ten_crop_boxes` and their mirror images, uint8
+    (10, H, W, 3); the image is decoded once (in draft mode where it is much larger than needed)."""
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        boxes = ten_crop_boxes(width, height, size=size, resize=resize)
+        bw = max(1, boxes[0][2] - boxes[0][0])
+        im.draft("RGB", (math.ceil(width * size / bw), math.ceil(height * size / bw)))
+        fx, fy = im.width / width, im.height / height
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+        crops = np.stack([np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR,
+                                                box=(b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy))) for b in boxes])
+    return np.ascontiguousarray(np.concatenate([crops, crops[:, :, ::-1]]))

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from reslab.data.arrays import mix_seed
 from reslab.data.augment import normalize
-from reslab.data.imagenet import eval_sample, train_sample
+from reslab.data.imagenet import eval_sample, ten_crop_sample, train_sample
 from reslab.data.shards import read_index
 from reslab.errors import DataError
 
@@ -117,7 +117,8 @@ class ShardLoader:
 
     def __init__(self, root: str | Path, *, batch_size: int, train: bool, mean, std, recipe: str = "inception",
                  image_size: int = 224, seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 0,
-                 shuffle_buffer: int = 1000, device: str | torch.device = "cpu", channels_last: bool = True) -> None:
+                 shuffle_buffer: int = 1000, device: str | torch.device = "cpu", channels_last: bool = True,
+                 ten_crop: bool = False) -> None:
         index = read_index(root)
         root = Path(root)
         self.shards = [str(root / s["name"]) for s in index["shards"]]
@@ -132,6 +133,7 @@ class ShardLoader:
         self.workers, self.shuffle_buffer = workers, shuffle_buffer
         self.device = torch.device(device)
         self.channels_last = channels_last
+        self.ten_crop = ten_crop and not train  # evaluation only: batches of (B, 10, 3, H, W)
         self.mean, self.std = tuple(mean), tuple(std)
         self._mean = torch.tensor(self.mean, device=self.device)
         self._std = torch.tensor(self.std, device=self.device)
@@ -220,7 +222,8 @@ class ShardLoader:
         images, labels = [], []
         for key, data, label, shard in _samples(shards, where):
             try:
-                images.append(torch.from_numpy(eval_sample(data, self.image_size)))
+                crop = ten_crop_sample if self.ten_crop else eval_sample
+                images.append(torch.from_numpy(crop(data, self.image_size)))
             except Exception as e:  # any Pillow failure: a sample that is not a readable image
                 raise DataError(f"{shard}: cannot decode sample {key} ({type(e).__name__}: {e})") from None
             labels.append(label)
@@ -232,8 +235,12 @@ class ShardLoader:
 
     # -- the loader --------------------------------------------------------------------------------------
     def _to_batch(self, images: Tensor, labels: Tensor, shifts: Tensor) -> tuple[Tensor, Tensor]:
-        x = images.permute(0, 3, 1, 2).to(self.device, non_blocking=True)  # uint8 (B, 3, H, W)
+        crops = images.shape[1] if images.dim() == 5 else 0  # 10-crop: uint8 (B, 10, H, W, 3)
+        x = images.flatten(0, 1) if crops else images
+        x = x.permute(0, 3, 1, 2).to(self.device, non_blocking=True)  # uint8 (B, 3, H, W)
         x = normalize(x, self._mean, self._std, channels_last=self.channels_last)
+        if crops:
+            x = x.unflatten(0, (-1, crops))
         if self.train and self.recipe == "he2016":  # PCA lighting: an RGB offset per image, before normalising
             x = x + (shifts.to(self.device, non_blocking=True) / self._std).view(-1, 3, 1, 1)
         return x, labels.to(self.device, non_blocking=True)
