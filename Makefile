@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # The venv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -32,6 +32,15 @@ def test_train_writes_a_run_folder_then_refuses_to_overwrite_and_resumes(tmp_pat
     assert rows[-1]["step"] == 14
     steps = [r["step"] for r in rows if r["kind"] == "train"]
     assert steps == sorted(set(steps))  # no duplicated rows after resuming
+    # TensorBoard, read by its own reader: one run, both sessions' scalars, the config, the final hparams
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    board.Reload()
+    assert [e.step for e in board.Scalars("val/error")] == [r["step"] for r in rows if r["kind"] == "eval"]
+    assert "resnet20" in board.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert [e.step for e in board.Scalars("hparams/val_error")] == [10, 14]
+    assert all(p.is_file() for p in (run / "tb").iterdir())  # no sub-run folders
 
 
 def test_eval_reports_per_class_and_confusion(tmp_path, image_folder, train_args, capsys):

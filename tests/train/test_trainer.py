@@ -17,7 +17,6 @@ from reslab.train import (Callback, Checkpointer, EarlyStopping, GradientRecorde
                           TrainingDiverged, classification_loss)
 from reslab.checkpoint import load_checkpoint, save_checkpoint
 from reslab.checkpoint import load_model_state
-from reslab.train.tensorboard import read_scalars
 from functools import partial
 
 
@@ -124,9 +123,21 @@ def test_early_stopping_restores_best_weights():
     assert final.loss == pytest.approx(stopper.best, rel=1e-5)
 
 
+def read_events(folder):
+    """Scalars, texts and plugins of a TensorBoard run, read back by TensorBoard's own EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
 def test_metrics_and_tensorboard_logs(tmp_path):
     ds = make_dataset()
-    trainer = make_trainer([MetricsLogger(tmp_path / "metrics.jsonl"), TensorBoardLogger(tmp_path / "tb")])
+    config = {"model": {"name": "resnet8", "options": {"survival_prob": 1.0}}, "optim": {"lr": 0.05}}
+    board = TensorBoardLogger(tmp_path / "tb", config=config, config_text='[optim]\nlr = 0.05',
+                              model=None)
+    trainer = make_trainer([MetricsLogger(tmp_path / "metrics.jsonl"), board])
     trainer.fit(make_loader(ds), make_loader(ds, shuffle=False, augment=False), total_steps=12)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["kind"] == "train"]
@@ -136,11 +147,50 @@ def test_metrics_and_tensorboard_logs(tmp_path):
     assert [r["step"] for r in eval_rows] == [6, 12]  # end of each 6-batch epoch
     assert {"val_loss", "val_error"} <= set(eval_rows[-1])
     assert train_rows[-1]["lr"] == pytest.approx(0.005)  # after the milestone at step 9
-    events = read_scalars(next((tmp_path / "tb").glob("events.out.tfevents.*")))
-    tags = {tag for _, tag, _ in events}
-    assert {"train/loss", "train/error", "val/loss", "val/error", "lr"} <= tags
-    val_loss = [v for s, t, v in events if t == "val/loss"]
-    assert val_loss == pytest.approx([r["val_loss"] for r in eval_rows], rel=1e-6)
+    assert [p.name for p in (tmp_path / "tb").iterdir()][0].startswith("events.out.tfevents.")
+    assert len(list((tmp_path / "tb").iterdir())) == 1  # hyper-parameters too: one run, no sub-run folder
+    acc = read_events(tmp_path / "tb")
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/error", "optim/lr", "speed/images_per_sec", "val/loss", "val/error"} <= scalars
+    for key, tag in (("val_loss", "val/loss"), ("val_error", "val/error")):
+        got = acc.Scalars(tag)
+        assert [e.step for e in got] == [r["step"] for r in eval_rows]
+        assert [e.value for e in got] == pytest.approx([r[key] for r in eval_rows], rel=1e-6)
+    for key, tag in (("train_loss", "train/loss"), ("lr", "optim/lr")):
+        got = acc.Scalars(tag)
+        assert [e.step for e in got] == [r["step"] for r in train_rows]
+        assert [e.value for e in got] == pytest.approx([r[key] for r in train_rows], rel=1e-6)
+    assert [e.value for e in acc.Scalars("hparams/val_error")] == pytest.approx([eval_rows[-1]["val_error"]])
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    assert set(content) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optim.lr"].number_value == 0.05 and start.hparams["model.name"].string_value == "resnet8"
+    assert start.hparams["model.options"].string_value == "{'survival_prob': 1.0}"
+    assert "lr = 0.05" in acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+
+
+def test_tensorboard_gradient_norms_and_a_resumed_run_purge_the_steps_after_its_checkpoint(tmp_path):
+    ds = make_dataset()
+    trainer = make_trainer([])
+    trainer.callbacks += [TensorBoardLogger(tmp_path / "tb", model=trainer.model),
+                          GradientRecorder(tmp_path / "g.jsonl", trainer.model)]
+    trainer.fit(make_loader(ds), make_loader(ds, shuffle=False, augment=False), total_steps=12)
+    rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    acc = read_events(tmp_path / "tb")
+    recorded = [(layer, norm) for layer, norm in zip(rows[-1]["layers"], rows[-1]["weight_grad_norm"]) if norm]
+    assert len(recorded) > 3
+    for layer, norm in recorded:  # the layers with a gradient in the last step (stochastic depth drops some)
+        assert acc.Scalars(f"grad_norm/{layer}")[-1].value == pytest.approx(norm, rel=1e-6)
+    # a second session resumed from step 6 rewrites steps 8-12: TensorBoard keeps its values only
+    again = make_trainer([], lr=0.3)
+    again.step = 6
+    again.callbacks.append(TensorBoardLogger(tmp_path / "tb"))
+    again.fit(make_loader(ds), None, total_steps=12)
+    lr = read_events(tmp_path / "tb").Scalars("optim/lr")
+    assert [e.step for e in lr] == [2, 4, 6, 8, 10, 12]
+    assert [e.value for e in lr] == pytest.approx([0.05, 0.05, 0.05, 0.3, 0.03, 0.03])  # the second session's
 
 
 def test_metrics_logger_drops_rows_after_the_resumed_step(tmp_path):

@@ -22,7 +22,6 @@ from reslab.errors import TrainingDiverged
 from reslab.checkpoint import save_checkpoint
 from reslab.progress import progress
 from reslab.rundir import append_jsonl, truncate_jsonl
-from reslab.train.tensorboard import EventWriter
 
 if TYPE_CHECKING:
     from reslab.train.trainer import Trainer
@@ -68,33 +67,9 @@ class MetricsLogger(Callback):
         self._append({"kind": "eval", **metrics})
 
 
-class TensorBoardLogger(Callback):
-    """Scalars for TensorBoard (``tensorboard --logdir runs``)."""
-
-    state_key = "tensorboard"
-
-    def __init__(self, log_dir: str | Path) -> None:
-        self.log_dir = Path(log_dir)
-        self.writer: EventWriter | None = None
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        self.writer = EventWriter(self.log_dir)
-
-    def _scalars(self, step: int, metrics: dict[str, float], keys: tuple[str, ...]) -> None:
-        assert self.writer is not None
-        self.writer.add_scalars(step, {k.replace("_", "/", 1): v for k, v in metrics.items()
-                                       if k in keys and isinstance(v, (int, float)) and math.isfinite(v)})
-
-    def on_batch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if "train_loss" in metrics:
-            self._scalars(trainer.step, metrics, ("train_loss", "train_error", "lr", "images_per_sec"))
-
-    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        self._scalars(trainer.step, metrics, ("val_loss", "val_error"))
-
-    def on_fit_end(self, trainer: Trainer) -> None:
-        if self.writer is not None:
-            self.writer.close()
+def weight_grad_norms(layers: list[tuple[str, nn.Module]]) -> list[float | None]:
+    """The norm of each layer's weight gradient (None where the layer has none)."""
+    return [float(m.weight.grad.detach().float().norm()) if m.weight.grad is not None else None for _, m in layers]
 
 
 class GradientRecorder(Callback):
@@ -117,8 +92,7 @@ class GradientRecorder(Callback):
         truncate_jsonl(self.path, trainer.step)
 
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        norms = [float(m.weight.grad.detach().float().norm()) if m.weight.grad is not None else None
-                 for _, m in self.layers]
+        norms = weight_grad_norms(self.layers)
         if all(v is None for v in norms):  # no training step yet
             return
         append_jsonl(self.path, {"step": trainer.step, "epoch": metrics.get("epoch"),

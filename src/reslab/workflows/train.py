@@ -53,7 +53,8 @@ def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpoin
     the checkpointer's checks) and write nothing."""
     callbacks: list = [MetricsLogger(run.metrics_file)] if primary else []
     if cfg.train.tensorboard and primary:
-        callbacks.append(TensorBoardLogger(run.tb_dir))
+        callbacks.append(TensorBoardLogger(run.tb_dir, config=as_dict(cfg), config_text=run.config_text(cfg),
+                                           model=model if cfg.train.record_gradients else None))
     if cfg.train.record_gradients and primary:
         callbacks.append(GradientRecorder(run.gradients_file, model))
     if cfg.train.early_stopping_patience:
