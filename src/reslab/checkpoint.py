@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from reslab.errors import CheckpointError
+from reslab.errors import CheckpointError, CheckpointNotFound
 from reslab.rundir import FORMAT
 from reslab.rundir.files import atomic_write_bytes
 
@@ -61,7 +61,7 @@ def migrate(state: dict[str, Any], source: Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointNotFound(f"checkpoint not found: {path}", path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from reslab.errors import ConfigError
+from reslab.errors import ConfigError, ConfigNotFound
 
 AUTO, AUTO_KEYS = -1, {"data.val_size"}  # an integer setting chosen by reslab ("auto" in a config file)
 
@@ -270,7 +270,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, not a config file (give a .toml file)")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigNotFound(f"config file not found: {path}", path)
     try:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

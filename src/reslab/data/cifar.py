@@ -29,7 +29,7 @@ import torch
 from reslab.data.arrays import ArrayDataset
 from reslab.data.download import fetch, md5_file
 from reslab.data.sources import ARCHIVE_SUFFIXES, iter_tar
-from reslab.errors import DataError
+from reslab.errors import DataError, DataNotFound
 
 IMAGE_BYTES = 3 * 32 * 32
 
@@ -91,8 +91,8 @@ def load_cifar(path: str | Path, *, name: str = "cifar10", train: bool = True, d
     source = locate_cifar(path, spec)
     if source is None:
         if not download:
-            raise DataError(f"no {name} data at {path}: expected {spec.folder}/ or {spec.archive} "
-                            f"(set data.download = true to fetch it)")
+            raise DataNotFound(f"no {name} data at {path}: expected {spec.folder}/ or {spec.archive} "
+                            f"(set data.download = true to fetch it)", path)
         if path.name.lower().endswith(ARCHIVE_SUFFIXES):
             source = fetch(spec.url, path, md5=spec.md5)
         else:

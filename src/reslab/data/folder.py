@@ -27,7 +27,7 @@ from reslab.data.arrays import ArrayDataset
 from reslab.data.cache import cache_path, cache_root, load_cached, save_cached
 from reslab.data.budget import check_fits_in_memory
 from reslab.data.sources import IMAGE_SUFFIXES, Entry, directory_digest, iter_directory, iter_tar, sha256_file
-from reslab.errors import DataError
+from reslab.errors import DataError, DataNotFound
 
 CHUNK = 512  # images per worker task: large enough to amortise the transfer, small enough to overlap reading
 
@@ -48,7 +48,7 @@ def load_image_folder(path: str | Path, *, cache_dir: str | Path | None = None, 
         raise DataError("no path given for the image folder (a folder or a .tar/.tar.gz archive of one)")
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"image folder or archive not found: {path}")
+        raise DataNotFound(f"image folder or archive not found: {path}", path)
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     check_fits_in_memory(path, image_size)

@@ -29,7 +29,7 @@ from PIL import Image
 
 from reslab.data.folder import IMAGE_SUFFIXES, _class_of, class_folders
 from reslab.data.sources import is_hidden, iter_directory, iter_tar, list_tar
-from reslab.errors import DataError
+from reslab.errors import DataError, DataNotFound
 from reslab.progress import progress as progress_bar
 
 INDEX = "index.json"
@@ -61,7 +61,7 @@ def read_index(path: str | Path) -> dict:
         assert isinstance(index["classes"], list) and isinstance(index["shards"], list)
         return index
     except FileNotFoundError:
-        raise DataError(f"no {INDEX} in {path}: not a folder packed by reslab data pack") from None
+        raise DataNotFound(f"no {INDEX} in {path}: not a folder packed by reslab data pack", file) from None
     except (ValueError, KeyError, TypeError, AssertionError):
         raise DataError(f"{file} is not a shard index (classes, shards, total)") from None
 
@@ -97,7 +97,7 @@ def pack(src: str | Path, out: str | Path, *, shard_size: int = 1000, max_size: 
 
     src, out = Path(src).expanduser(), Path(out)
     if not src.exists():
-        raise DataError(f"image folder or archive not found: {src}")
+        raise DataNotFound(f"image folder or archive not found: {src}", src)
     if shard_size < 1:
         raise DataError(f"--shard-size must be positive, got {shard_size}")
     names = _names(src)

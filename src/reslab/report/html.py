@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reslab.errors import ReslabError
+from reslab.errors import NotFound, ReslabError
 from reslab.report import plots
 from reslab.rundir import ExperimentDir, Folder, RunDir
 
@@ -214,7 +214,7 @@ def build_report(path: str | Path) -> Path:
     """Write the HTML report of a run folder or an experiment folder; returns its path."""
     root = Path(path)
     if not root.is_dir():
-        raise ReslabError(f"no such folder: {root}")
+        raise NotFound(f"no such folder: {root}", root)
     exp = ExperimentDir(root).read()
     if exp is not None:
         page = Page(root, exp.get("title", f"reslab experiment {root.name}"))

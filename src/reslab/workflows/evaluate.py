@@ -18,7 +18,7 @@ from reslab.checkpoint import load_checkpoint
 from reslab.config import DataConfig
 from reslab.data import build_data, build_eval_data
 from reslab.device import resolve_device, resolve_precision
-from reslab.errors import CheckpointError, DataError
+from reslab.errors import CheckpointError, CheckpointNotFound, DataError
 from reslab.evaluation import evaluate
 from reslab.rundir import Folder, RunDir, checkpoint_of, run_dir_of_checkpoint, write_json
 from reslab.workflows.restore import model_from_checkpoint
@@ -30,10 +30,10 @@ def _locate(target: Path) -> tuple[Path, RunDir | None]:
         run = RunDir(target)
         path = checkpoint_of(run, "best")
         if path is None:
-            raise CheckpointError(f"no checkpoint in {run.checkpoint_dir}")
+            raise CheckpointNotFound(f"no checkpoint in {run.checkpoint_dir}", run.checkpoint_dir)
         return path, run
     if not target.is_file():
-        raise CheckpointError(f"checkpoint not found: {target}")
+        raise CheckpointNotFound(f"checkpoint not found: {target}", target)
     return target, run_dir_of_checkpoint(target)
 
 

@@ -19,12 +19,11 @@ from reslab.config import RunConfig, as_dict
 from reslab.data import DataBundle, build_data
 from reslab.device import resolve_precision
 from reslab.dist import Dist, setup
-from reslab.errors import CheckpointError, ConfigError, Interrupted, ReslabError
+from reslab.errors import CheckpointError, CheckpointNotFound, ConfigError, Interrupted, ReslabError, TrainingDiverged
 from reslab.models import check_options, count_params, create_model
 from reslab.optim import optimizer_from_config
 from reslab.rundir import RunDir, os_error, run_dir_of
 from reslab.schedules import build_schedule
-from reslab.errors import TrainingDiverged
 from reslab.train import (Checkpointer, EarlyStopping, GradientRecorder, MetricsLogger, ProgressBar,
                           TensorBoardLogger, Trainer)
 
@@ -88,8 +87,8 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     cfg = run_config(cfg)
     run = run_dir_of(cfg)
     if resume and not run.last_checkpoint.is_file():
-        raise CheckpointError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name} in "
-                              f"{run.checkpoint_dir}")
+        raise CheckpointNotFound(f"nothing to resume in {run.path}: no {run.last_checkpoint.name} in "
+                                 f"{run.checkpoint_dir}", run.last_checkpoint)
     check_options(cfg.model.name, cfg.model.options)
     dist, device = setup(cfg.train.device)
     if cfg.data.batch_size % (dist.world_size * cfg.train.accumulate):
