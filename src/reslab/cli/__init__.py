@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="shard", help="shard file names: PREFIX-000000.tar")
     p.add_argument("--seed", type=int, default=0, help="seed of the packing order (shards mix the classes)")
 
+    p = sub.add_parser("export", help="weights for other tools: safetensors + config.json, or ONNX",
+                       epilog="example: reslab export runs/resnet20 --format onnx --out resnet20-onnx")
+    p.add_argument("checkpoint", help="a run folder (its best checkpoint) or a checkpoint file")
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx"), dest="fmt")
+    p.add_argument("--out", default=None, metavar="DIR", help="default: RUN/export/FORMAT")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (18 or later)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("report", help="build the HTML report of a run or experiment folder")
     p.add_argument("folder")
     return parser

@@ -195,6 +195,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from reslab.workflows.export import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.fmt, args.out, opset=args.opset)
+    print(json.dumps(report, indent=2) if args.json else show.export(report))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reslab.report.html import build_report
 
@@ -219,7 +227,7 @@ def cmd_playground(args: argparse.Namespace) -> int:
         if not lrs[name] > 0:
             raise ReslabError(f"--lr {name}: the rate must be positive, got {value}")
     results = play(args.out, surfaces=surfaces, steps=args.steps, tol=args.tol, animate=not args.no_animation,
-                   lr_overrides=lrs)
+                   lr_overrides=lrs, progress=sys.stderr)
     print(show.playground(results, SURFACES, args.tol, args.out))
     return 0
 
@@ -236,4 +244,5 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment,
-            "demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "playground": cmd_playground}
+            "demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "playground": cmd_playground,
+            "export": cmd_export}

@@ -95,3 +95,13 @@ def playground(results: dict, surfaces: dict, tol: float, out: str) -> str:
             lines.append(f"  {t.label:<28} {steps:>24} {t.losses[-1]:>12.4g}")
     lines.append(f"\nplots (PNG, SVG), animations (GIF) and playground.json in {out}/")
     return "\n".join(lines)
+
+
+def export(report: dict[str, Any]) -> str:
+    lines = [f"{report['model']} from {report['checkpoint']} -> {report['folder']}/ ({report['format']})"]
+    lines += [f"  {path}" for path in report["files"]]
+    lines.append(f"checked: {report['check']}")
+    if "max_relative_error" in report:
+        lines.append("  largest relative difference: " + ", ".join(
+            f"batch {b}: {e:.1e}" for b, e in report["max_relative_error"].items()))
+    return "\n".join(lines)

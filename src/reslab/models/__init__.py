@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from reslab.errors import ConfigError
+from reslab.errors import CheckpointError, ConfigError
 from reslab.models import classic, densenet, googlenet, preact, resnet
 from reslab.models.protocol import NotAnalysable, ShortcutBlock, shortcut_blocks
 from reslab.registry import Registry
@@ -104,7 +105,8 @@ def model_info(name: str) -> ModelInfo:
     return MODELS.entry(name).meta["info"]
 
 
-def create_model(name: str, *, num_classes: int | None = None, **options: Any) -> nn.Module:
+def create_model(name: str, *, num_classes: int | None = None, weights: str | Path | None = None,
+                 **options: Any) -> nn.Module:
     """Build a registered network.
 
     Args:
@@ -113,11 +115,21 @@ def create_model(name: str, *, num_classes: int | None = None, **options: Any) -
             (10 for the CIFAR networks, 1000 for the ImageNet ones).
         options: the builder's keyword options (``shortcut``, ``norm``, ``survival_prob``,
             ``drop_mode``, ``zero_init_residual``, ``small_input`` ...).
+        weights: a folder written by ``reslab export --format safetensors`` (or its ``model.safetensors``):
+            the network is built as its ``config.json`` says, loaded, and returned in eval mode; weights of
+            another architecture or class count are refused.
 
     Raises:
         UnknownNameError: for an unknown name; ConfigError: for an unknown or invalid option.
     """
     entry = MODELS.entry(name)
+    if weights is not None:
+        from reslab.models.weights import load_weights, read_weights_config
+
+        saved = int(read_weights_config(weights)["num_classes"])
+        if num_classes is not None and num_classes != saved:
+            raise CheckpointError(f"{weights} holds a {saved}-class {name}, not {num_classes} classes")
+        return load_weights(weights, name=name, **options)
     classes = entry.meta["info"].num_classes if num_classes is None else num_classes
     try:
         return entry.factory(num_classes=classes, **options)

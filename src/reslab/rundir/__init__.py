@@ -10,6 +10,7 @@ A run folder (``runs/<name>/``)::
     tb/                  TensorBoard events
     analysis/<kind>.json measurements on the trained network (lesion, paths, landscape ...)
     eval/<data>.json     ``reslab eval`` results
+    export/<format>/     ``reslab export``: model.safetensors or model.onnx, with config.json
     report.html, figures/
 
 An experiment folder holds ``experiment.json``, its runs under ``runs/<name>/``, and the same
@@ -82,6 +83,10 @@ class Folder:
 
     def eval_file(self, data_name: str) -> Path:
         return self.path / "eval" / f"{data_name}.json"
+
+    def export_dir(self, fmt: str) -> Path:
+        """Where ``reslab export`` writes a format by default."""
+        return self.path / "export" / fmt
 
     @property
     def report(self) -> Path:

@@ -18,23 +18,10 @@ from reslab.checkpoint import load_checkpoint
 from reslab.config import DataConfig
 from reslab.data import build_data, build_eval_data
 from reslab.device import resolve_device, resolve_precision
-from reslab.errors import CheckpointError, CheckpointNotFound, DataError
+from reslab.errors import CheckpointError, DataError
 from reslab.evaluation import evaluate
-from reslab.rundir import Folder, RunDir, checkpoint_of, run_dir_of_checkpoint, write_json
-from reslab.workflows.restore import model_from_checkpoint
-
-
-def _locate(target: Path) -> tuple[Path, RunDir | None]:
-    """(checkpoint file, its run folder or None) for a run folder or a checkpoint path."""
-    if target.is_dir():
-        run = RunDir(target)
-        path = checkpoint_of(run, "best")
-        if path is None:
-            raise CheckpointNotFound(f"no checkpoint in {run.checkpoint_dir}", run.checkpoint_dir)
-        return path, run
-    if not target.is_file():
-        raise CheckpointNotFound(f"checkpoint not found: {target}", target)
-    return target, run_dir_of_checkpoint(target)
+from reslab.rundir import Folder, write_json
+from reslab.workflows.restore import locate_checkpoint, model_from_checkpoint
 
 
 def evaluate_checkpoint(target: str | Path, *, dataset: str | None = None, path: str | None = None,
@@ -46,7 +33,7 @@ def evaluate_checkpoint(target: str | Path, *, dataset: str | None = None, path:
     ``batch_size``: None takes the run's evaluation batch size (1,000 for a bare checkpoint).
     ``ten_crop``: He et al.'s 10-crop testing on shards (the logits of the ten crops averaged).
     """
-    ckpt_path, run = _locate(Path(target))
+    ckpt_path, run = locate_checkpoint(Path(target))
     state = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(state, ckpt_path)
     cfg = run.read_config() if run is not None else None

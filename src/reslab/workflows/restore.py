@@ -13,10 +13,10 @@ import torch
 
 from reslab.config import DataConfig, RunConfig
 from reslab.data import build_data, mix_seed, normalize, stratified_subset
-from reslab.errors import CheckpointError
+from reslab.errors import CheckpointError, CheckpointNotFound
 from reslab.evaluation import fixed_batches
 from reslab.models import create_model
-from reslab.rundir import RunDir, checkpoint_of
+from reslab.rundir import RunDir, checkpoint_of, run_dir_of_checkpoint
 from reslab.checkpoint import load_checkpoint, load_model_state
 
 
@@ -31,6 +31,19 @@ class RestoredRun:
     @property
     def stats(self):
         return self.state.get("data_stats")
+
+
+def locate_checkpoint(target: Path) -> tuple[Path, RunDir | None]:
+    """(checkpoint file, its run folder or None) for a run folder (its best checkpoint) or a checkpoint path."""
+    if target.is_dir():
+        run = RunDir(target)
+        path = checkpoint_of(run, "best")
+        if path is None:
+            raise CheckpointNotFound(f"no checkpoint in {run.checkpoint_dir}", run.checkpoint_dir)
+        return path, run
+    if not target.is_file():
+        raise CheckpointNotFound(f"checkpoint not found: {target}", target)
+    return target, run_dir_of_checkpoint(target)
 
 
 def model_from_checkpoint(state: dict[str, Any], source: Path) -> torch.nn.Module:

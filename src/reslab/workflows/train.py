@@ -43,7 +43,8 @@ def run_config(cfg: RunConfig) -> RunConfig:
 def checkpoint_identity(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
     """What a checkpoint records so that it can be rebuilt, evaluated alone, and refused by another model."""
     return {"model_name": cfg.model.name, "model_options": dict(cfg.model.options), "num_classes": data.num_classes,
-            "data_stats": data.stats, "seed": cfg.train.seed, "classes": data.classes, "optimizer_name": cfg.optim.name}
+            "data_stats": data.stats, "seed": cfg.train.seed, "classes": data.classes, "optimizer_name": cfg.optim.name,
+            "image_size": data.image_size}
 
 
 def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpointer: Checkpointer,
