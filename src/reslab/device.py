@@ -22,6 +22,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
+    """bf16 that ATen will really run fast: the CPU has the instructions (AVX-512 BF16 or AMX) *and*
+    ATen dispatches at the AVX-512 level. ``ATEN_CPU_CAPABILITY=avx2`` lowers the dispatch level, as a
+    laptop without AVX-512 has it, and then bf16 would be emulated slowly: fp32 instead."""
+    if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
+        return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
