@@ -3,6 +3,8 @@
 Every model has ``forward_features`` / ``forward_head`` (the features/head split) and ``blocks()``
 (its residual, dense or inception blocks, in forward order, for analysis). Blocks that the lesion,
 path and stochastic-depth analyses can take apart implement :class:`ShortcutBlock`.
+:func:`load_torchvision_weights` loads torchvision's published weight files into the networks that
+carry a torchvision name (:func:`to_torchvision_state_dict` exports the other way).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from reslab.errors import CheckpointError, ConfigError
 from reslab.models import classic, densenet, googlenet, preact, resnet
+from reslab.models.pretrained import load_torchvision_weights, to_torchvision_state_dict
 from reslab.models.protocol import NotAnalysable, ShortcutBlock, shortcut_blocks
 from reslab.registry import Registry
 
@@ -191,4 +194,5 @@ def describe(name: str, **options: Any) -> dict[str, Any]:
 
 
 __all__ = ["MODELS", "ModelInfo", "NotAnalysable", "ShortcutBlock", "check_options", "count_flops", "count_params",
-           "create_model", "describe", "input_size", "list_models", "model_info", "shortcut_blocks"]
+           "create_model", "describe", "input_size", "list_models", "load_torchvision_weights", "model_info",
+           "shortcut_blocks", "to_torchvision_state_dict"]

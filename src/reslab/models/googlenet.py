@@ -5,6 +5,8 @@ times the cross-entropy of each auxiliary head. In evaluation it returns the mai
 
 Layout and parameter count follow torchvision (BatchNorm after every convolution), including its
 3x3 kernel in the branch the paper specifies as 5x5; ``paper_5x5=True`` restores the paper's kernel.
+``transform_input=True`` is torchvision's convention for its published weights (ported from TensorFlow):
+the network takes ImageNet-normalised input and first rescales each channel to ``(x - 0.5) / 0.5``.
 
 References:
     Szegedy et al. Going Deeper with Convolutions. CVPR 2015.
@@ -90,13 +92,28 @@ INCEPTION_CONFIG: dict[str, Sequence[int]] = {
 }
 
 
+# ImageNet's per-channel statistics (0-1 scale), which transform_input assumes the input was normalised with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def transform_input(x: Tensor) -> Tensor:
+    """ImageNet-normalised ``(x01 - mean) / std`` to ``(x01 - 0.5) / 0.5``: ``x * std / 0.5 + (mean - 0.5) / 0.5``."""
+    scale = x.new_tensor([s / 0.5 for s in IMAGENET_STD]).view(1, 3, 1, 1)
+    shift = x.new_tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN]).view(1, 3, 1, 1)
+    return x * scale + shift  # (N, 3, H, W)
+
+
 class GoogLeNet(nn.Module):
     def __init__(self, *, num_classes: int = 1000, aux_logits: bool = True, aux_weight: float = 0.3,
                  small_input: bool = False, paper_5x5: bool = False, norm: str = "bn", dropout: float = 0.2,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, transform_input: bool = False) -> None:
         super().__init__()
+        if transform_input and in_channels != 3:
+            raise ValueError("transform_input rescales the 3 channels of ImageNet-normalised images")
         self.num_classes = num_classes
         self.aux_weight = aux_weight
+        self.transform_input = transform_input  # a convention, not a weight: never in the state dict
         if small_input:  # 32x32 images: no early down-sampling before the 16x16 inception stage
             self.conv1 = ConvBN(in_channels, 64, 3, padding=1, norm=norm)
             self.maxpool1: nn.Module = nn.Identity()
@@ -122,6 +139,8 @@ class GoogLeNet(nn.Module):
         return [getattr(self, name) for name in INCEPTION_CONFIG]
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        if self.transform_input:
+            x = transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))  # (N, 192, H/8, W/8) on 224 inputs
         x = self.maxpool3(self.inception3b(self.inception3a(x)))  # (N, 480, H/16, W/16)
