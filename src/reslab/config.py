@@ -33,7 +33,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1000
     cache_dir: str = ""  # decoded-image cache; "" = $RESLAB_CACHE or ~/.cache/reslab
-    image_size: int = 0  # "folder": resize every image to this square side; 0 = keep (all must share one size)
+    image_size: int = 0  # resize every image to this square side (folder, sample, cifar); 0 = keep the size
     max_image_pixels: int = 40_000_000  # "folder": larger images (by their header) are refused before decoding
     val_path: str = ""  # "shards": the validation shards; workers: decoding processes; recipe: inception, he2016
     workers: int = 2

@@ -55,3 +55,25 @@ def test_mix_seed_separates_coordinates():
     seeds = {mix_seed(0, e) for e in range(100)} | {mix_seed(0, e, b) for e in range(10) for b in range(10)}
     assert len(seeds) == 200
     assert mix_seed(1, 2) == mix_seed(1, 2) and 0 <= mix_seed(-5, 7) < 2**63
+
+
+def test_resized_shrinks_by_block_means_and_keeps_labels():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=g)
+    ds = ArrayDataset(images, torch.arange(5), ["a", "b", "c", "d", "e"])
+    half = ds.resized(4)
+    blocks = images.double().view(5, 3, 4, 2, 4, 2).mean(dim=(3, 5))  # float64: each 2x2 block's mean
+    assert half.images.dtype == torch.uint8 and half.images.shape == (5, 3, 4, 4)
+    assert (half.images.double() - blocks).abs().max() <= 0.5 + 1e-6  # rounded to the nearest level
+    assert torch.equal(half.labels, ds.labels) and half.classes == ds.classes
+    assert ds.resized(8) is ds
+    assert ds.resized(16).images.shape == (5, 3, 16, 16)
+
+
+def test_image_size_resizes_the_embedded_sample(tmp_path):
+    from reslab.config import DataConfig
+    from reslab.data import build_data
+
+    data = build_data(DataConfig(dataset="sample", image_size=16, cache_dir=str(tmp_path)), seed=0)
+    x, _ = next(iter(data.train))
+    assert data.image_size == 16 and x.shape[-2:] == (16, 16) and "16x16" in data.description

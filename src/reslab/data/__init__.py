@@ -93,9 +93,11 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
         mean, std = per_channel_stats(train.images)
     else:
         mean, std = _given_stats(stats, channels=train.images.shape[1])
+    # He et al.'s 4-pixel padding is an eighth of a 32x32 image: smaller images are padded in proportion
+    padding = max(1, round(4 * int(train.images.shape[-1]) / 32))
     train_loader = BatchLoader(train, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, mean=mean,
                                std=std, seed=seed, drop_last=True, device=device, channels_last=channels_last,
-                               rank=rank, world_size=world_size)
+                               rank=rank, world_size=world_size, padding=min(4, padding))
     # Evaluation shards the held-out images over the ranks, every image on exactly one rank (no padding);
     # the trainer sums the ranks' counts.
     val_part = val if val is None or world_size == 1 else val.subset(torch.arange(rank, len(val), world_size))
@@ -105,7 +107,7 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     height, width = train.images.shape[-2:]
     val_text = f"{len(val):,} val ({how})" if val is not None else "no validation"
     description = (f"{source}: {len(train):,} train / {val_text}, {len(pool.classes)} classes, {height}x{width}, "
-                   f"augment {'pad 4 + crop + flip' if cfg.augment else 'off'}")
+                   f"augment {f'pad {min(4, padding)} + crop + flip' if cfg.augment else 'off'}")
     return DataBundle(train_loader, val_loader, len(pool.classes), list(pool.classes), int(height), mean, std,
                       description)
 
@@ -158,6 +160,7 @@ def build_eval_data(cfg: DataConfig, *, stats: Stats, device: str | torch.device
         if not cfg.path:
             raise DataError(f"data.path must name the {cfg.dataset} folder or archive")
         images, source = load_cifar(cfg.path, name=cfg.dataset, train=False), f"{cfg.dataset} test set ({cfg.path})"
+        images = images.resized(cfg.image_size) if cfg.image_size else images
     else:
         images, _, source = _read(cfg)
     channels = images.images.shape[1]
@@ -183,13 +186,18 @@ def _read(cfg: DataConfig) -> tuple[ArrayDataset, ArrayDataset | None, str]:
     if cfg.test_split and cfg.dataset not in CIFAR:
         raise DataError(f"data.test_split needs cifar10 or cifar100: {cfg.dataset} has no official test set")
     cache_dir = cfg.cache_dir or None
+    # data.image_size on an in-memory set: every image resized once, after loading (the demo's 16x16)
+    size = cfg.image_size or None
     if cfg.dataset == "sample":
-        return load_sample(cache_dir), None, "CIFAR-10 sample (embedded)"
+        pool = load_sample(cache_dir)
+        return (pool.resized(size) if size else pool), None, "CIFAR-10 sample (embedded)"
     if not cfg.path:
         raise DataError(f"data.path must name the {cfg.dataset} folder or archive")
     if cfg.dataset in CIFAR:
         pool = load_cifar(cfg.path, name=cfg.dataset, train=True, download=cfg.download)
         test = load_cifar(cfg.path, name=cfg.dataset, train=False) if cfg.test_split else None
+        if size:
+            pool, test = pool.resized(size), test.resized(size) if test is not None else None
         return pool, test, f"{cfg.dataset} ({cfg.path})"
     # "folder": decoded whole into memory, which suits CIFAR-sized folders; a larger set is packed into
     # shards and streamed (data.dataset = "shards"), which _read refuses to decode into memory.
