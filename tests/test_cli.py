@@ -140,3 +140,20 @@ def test_experiment_and_analysis_bad_input(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_demo_prints_its_plan_and_expected_time_and_takes_overrides(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--train.steps=2", "--train.epochs=0", "--train.log_every=1",
+                 '--experiment.models=["plain20", "resnet20"]', "--experiment.analysis_batch=32",
+                 f"--data.cache_dir={json.dumps(str(tmp_path / 'cache'))}", "--train.precision=fp32"]) == 0
+    captured = capsys.readouterr()
+    plan = captured.err.splitlines()
+    assert plan[0].startswith("reslab demo: plain20, resnet20 on 4,500 images of the embedded CIFAR-10 sample at "
+                              "16x16 (2 steps of 128 each, fp32 on cpu")
+    assert plan[1].startswith("expected time on this machine: about ") and "--full" in plan[1]
+    assert (out / "report.html").is_file() and "verdict" in captured.out
+    runs = sorted(p.name for p in (out / "runs").iterdir() if not p.name.startswith("."))  # not the lock files
+    assert runs == ["plain20", "resnet20"]
+    summary = json.loads((out / "runs" / "resnet20" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "16x16" in summary["dataset"]

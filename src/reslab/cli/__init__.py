@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the degradation experiment in small, on the embedded sample (no download)")
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
+    p.add_argument("--full", action="store_true",
+                   help="train at the sample's full 32x32 (about 10 minutes on a laptop CPU without bf16)")
 
     p = sub.add_parser("experiment", help="named reproductions: " + ", ".join(kinds),
                        epilog="options of an experiment: --experiment.key=value (or an [experiment] table in CONFIG), "

@@ -146,12 +146,27 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from reslab.config import load_config
     from reslab.experiments import Context, run_experiment
-    from reslab.experiments.degradation import DEMO_RECIPE
+    import torch
 
-    cfg = load_config(None, split_overrides(args.overrides), base=DEMO_RECIPE)
-    models = ", ".join(cfg.experiment.get("models", []))
-    print(f"reslab demo: {models} on the embedded CIFAR-10 sample ({cfg.train.epochs} epochs each), "
-          f"then gradient flow and the report", file=sys.stderr)
+    from reslab.data import build_data
+    from reslab.device import resolve_device, resolve_precision
+    from reslab.experiments.degradation import DEMO_RECIPE
+    from reslab.workflows.probe import estimate_seconds
+
+    overrides = (["--data.image_size=0"] if args.full else []) + split_overrides(args.overrides)
+    cfg = load_config(None, overrides, base=DEMO_RECIPE)
+    models = list(cfg.experiment.get("models", []))
+    data = build_data(cfg.data, seed=cfg.train.seed)
+    steps = cfg.train.steps or cfg.train.epochs * len(data.train)
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    print(f"reslab demo: {', '.join(models)} on {data.train.num_samples:,} images of the embedded CIFAR-10 sample "
+          f"at {data.image_size}x{data.image_size} ({steps} steps of {cfg.data.batch_size} each, {precision} on "
+          f"{device.type}{', ' + torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else ''}), "
+          f"then gradient flow, layer responses and the report", file=sys.stderr)
+    estimate, _ = estimate_seconds(cfg, models, steps_per_run=steps, image_size=data.image_size)
+    print(f"expected time on this machine: about {format_seconds(estimate)} (from a short probe of each network)"
+          + ("" if args.full else "; reslab demo --full trains at 32x32, about four times longer"), file=sys.stderr)
     exp = run_experiment("degradation", cfg, args.out, Context(progress=sys.stderr, log=_stderr_log))
     print(show.experiment(exp))
     return 0
@@ -246,3 +261,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment,
             "demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "playground": cmd_playground,
             "export": cmd_export}
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
