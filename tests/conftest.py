@@ -40,3 +40,28 @@ def cli_train_args(tmp_path, image_folder, *extra):
 @pytest.fixture
 def train_args():
     return cli_train_args
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium's path; skipped where it is missing, except under CI=true, where it must be there."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but headless Chromium is not installed (Debian package 'chromium')")
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium_dom(chromium):
+    """``dom(url)``: the DOM of ``url`` after its scripts ran, as headless Chromium serialises it."""
+    import subprocess
+
+    def dom(url: str, *, budget_ms: int = 5000) -> str:
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--virtual-time-budget={budget_ms}"]
+        return subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+
+    return dom

@@ -63,9 +63,12 @@ class Trajectory:
     diverged: bool = False
 
 
-def run_optimizer(surface: Surface, label: str, name: str, hyper: dict, *, steps: int, tol: float) -> Trajectory:
-    """Minimise ``surface`` from its start point with one optimizer; stop early on divergence."""
-    w = torch.tensor(surface.start, dtype=torch.float64, requires_grad=True)
+def run_optimizer(surface: Surface, label: str, name: str, hyper: dict, *, steps: int, tol: float,
+                  start: tuple[float, ...] | None = None, noise=None, sigma: float = 0.0) -> Trajectory:
+    """Minimise ``surface`` from ``start`` (its own by default) with one optimizer, in float64; stop early
+    on divergence. ``noise``: a standard-normal draw per step and coordinate, added to the gradient
+    times ``sigma`` (stochastic gradient descent's noise, made reproducible)."""
+    w = torch.tensor(surface.start if start is None else start, dtype=torch.float64, requires_grad=True)
     opt = create_optimizer(name, [w], impl="reference", **hyper)
     best = surface.min_value()
     start_gap = max(float(surface.loss(w.detach())) - best, 1e-12)
@@ -84,6 +87,8 @@ def run_optimizer(surface: Surface, label: str, name: str, hyper: dict, *, steps
             break
         opt.zero_grad()
         loss.backward()
+        if noise is not None:
+            w.grad.add_(torch.tensor(noise[step], dtype=torch.float64) * sigma)
         opt.step()
     return traj
 
