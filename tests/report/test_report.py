@@ -48,7 +48,17 @@ def test_experiment_writes_table_verdict_and_report(experiment):
                 "experiment_responses", "plain20_curves", "resnet20_curves", "resnet20_gradient_history"):
         assert f'id="fig-{fig}"' in html, fig
         assert (root / "figures" / f"{fig}.png").is_file() and (root / "figures" / f"{fig}.svg").is_file()
-    assert "http://" not in html and "https://" not in html  # self-contained
+    page = outside_library(html)
+    assert "http://" not in page and "https://" not in page  # self-contained: no address outside Plotly's code
+    assert html.count("<script>") >= 1 and '<script src="' not in html  # the library inlined, once
+    assert html.count("plotly.js v") == 1 or html.count("Plotly=") <= 1
+    assert (root / "playground.html").is_file() and 'href="playground.html"' in html
+
+
+def outside_library(html: str) -> str:
+    """The report without the inlined Plotly library (whose code holds URL strings it never fetches)."""
+    start = html.index("<script>")
+    return html[:start] + html[html.index("</script>", start) + len("</script>"):]
 
 
 def test_rerun_skips_finished_runs(experiment, monkeypatch):
@@ -85,28 +95,37 @@ def test_report_of_a_single_run_and_bad_folders(experiment, tmp_path):
         build_report(tmp_path / "empty")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+def test_report_renders_every_plotly_figure_offline_in_headless_chromium(experiment, tmp_path, chromium):
+    """The report opens with the network cut off; every figure is a Plotly graph with data (the loss
+    surfaces included), and its PNG is kept beside it."""
+    from reslab.cli import main
 
-
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
-def test_report_renders_in_headless_chromium(experiment, tmp_path):
     tmp, _ = experiment
-    report = tmp / "e" / "report.html"
+    run = tmp / "e" / "runs" / "resnet20"
+    for what in ("landscape", "lesion", "paths"):
+        assert main(["analyze", what, str(run), "--resolution", "5", "--images", "32", "--draws", "2",
+                     "--batch", "16"]) == 0
+    report = build_report(run)
+    text = report.read_text()
+    expected = text.count('class="plotly-graph-div"')
+    assert expected == 5 and len(text) < 6_000_000  # curves, lesion, paths, landscape, interpolation
     probe = tmp_path / "probe.html"
-    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             "document.body.setAttribute('data-visible', imgs.map(i => i.naturalWidth > 100 && "
-             "i.getBoundingClientRect().height > 50).join(','));"
-             "document.body.setAttribute('data-count', imgs.length); });</script></body>")
-    probe.write_text(report.read_text().replace("</body>", check))
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
-    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-count="' in dom
-    count = int(dom.split('data-count="')[1].split('"')[0])
-    visible = dom.split('data-visible="')[1].split('"')[0].split(",")
-    assert count >= 6 and visible == ["true"] * count
+    check = ("<script>window.addEventListener('load', () => setTimeout(() => {"
+             "const divs = [...document.querySelectorAll('.plotly-graph-div')];"
+             "document.body.setAttribute('data-plots', divs.map(d => (d.data || []).length > 0 && "
+             "(d._fullData || []).length > 0 && d.querySelector('.main-svg') !== null).join(','));"
+             "document.body.setAttribute('data-count', divs.length); }, 500));</script></body>")
+    probe.write_text(text.replace("</body>", check))
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--enable-unsafe-swiftshader"]
+    dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    assert 'data-count="' in dom, dom[-1500:]
+    assert int(dom.split('data-count="')[1].split('"')[0]) == expected
+    assert dom.split('data-plots="')[1].split('"')[0].split(",") == ["true"] * expected
+    assert "fig-resnet20_landscape" in text and (run / "figures" / "resnet20_landscape.png").is_file()
     shot = tmp_path / "report.png"
     subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, timeout=120)
+                   capture_output=True, timeout=180)
     assert shot.stat().st_size > 20_000  # a page with figures, not a blank one
 
 

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", action="append", default=[], metavar="OPTIMIZER=RATE",
                    help="change an optimizer's rate, e.g. --lr sgd=0.04 (repeatable)")
     p.add_argument("--no-animation", action="store_true", help="skip the GIFs")
+    p.add_argument("--html", metavar="OUT.html", help="write the live playground page instead: pick a surface, click "
+                   "a start, move the sliders, watch every rule step (the same rules as reslab.optim)")
+    p.add_argument("--report-link", default=None, metavar="URL", help="with --html: a report to link to")
 
     p = sub.add_parser("demo", help="the degradation experiment in small, on the embedded sample (no download)")
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
@@ -117,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="build the HTML report of a run or experiment folder")
     p.add_argument("folder")
+    p.add_argument("--plotly-js", choices=("inline", "beside"), default="inline",
+                   help="inline: one self-contained file (default); beside: share plotly.min.js with other reports")
     return parser
 
 

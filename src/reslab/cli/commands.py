@@ -221,11 +221,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from reslab.report.html import build_report
 
-    print(f"report: {build_report(args.folder)}")
+    print(f"report: {build_report(args.folder, plotly_js=args.plotly_js)}")
     return 0
 
 
 def cmd_playground(args: argparse.Namespace) -> int:
+    if args.html:
+        from reslab.playground.page import write_page
+
+        page = write_page(args.html, report=args.report_link)
+        print(f"playground: {page} (one file; open it in a browser, no network needed)")
+        return 0
     from reslab.playground import SURFACES, play
 
     surfaces = args.surfaces or list(SURFACES)

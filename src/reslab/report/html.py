@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reslab.errors import NotFound, ReslabError
-from reslab.report import plots
+from reslab.report import interactive, plots
 from reslab.rundir import ExperimentDir, Folder, RunDir
 
 STYLE = """
@@ -25,7 +25,7 @@ h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bo
 table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ccc; padding: 4px 10px; }
 th { background: #f4f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: 0.9em; } .verdict { background: #f3f8ff; border-left: 4px solid #3a7bd5;
+figcaption { color: #555; font-size: 0.9em; } figcaption a.static { font-size: 0.85em; } .nav { color: #444; } .verdict { background: #f3f8ff; border-left: 4px solid #3a7bd5;
 padding: 0.6em 1em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -39,6 +39,7 @@ class Page:
         self.title = title
         self.parts: list[str] = []
         self.figures: list[str] = []
+        self.interactive = 0  # Plotly figures on the page
 
     def h2(self, text: str) -> None:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
@@ -61,19 +62,52 @@ class Page:
         body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
-    def figure(self, fig, name: str, caption: str) -> None:
+    def figure(self, fig, name: str, caption: str, interactive=None) -> None:
+        """A matplotlib figure, saved as PNG and SVG beside the report; in the page, its interactive Plotly
+        twin where one is given (the PNG linked for printing), else the PNG itself, inlined."""
         png, _ = plots.save_figure(fig, self.fig_dir / name)
-        data = base64.b64encode(png.read_bytes()).decode()
         self.figures.append(name)
+        if interactive is not None:
+            import plotly.io as pio
+
+            div = pio.to_html(interactive, include_plotlyjs=False, full_html=False, div_id=f"plot-{name}",
+                              config={"displaylogo": False, "responsive": True})
+            link = f"{self.fig_dir.name}/{png.name}"
+            self.parts.append(f'<figure id="fig-{html.escape(name)}">{div}<figcaption>{html.escape(caption)} '
+                              f'<a class="static" href="{html.escape(link)}">PNG</a></figcaption></figure>')
+            self.interactive += 1
+            return
+        data = base64.b64encode(png.read_bytes()).decode()
         self.parts.append(f'<figure id="fig-{html.escape(name)}"><img alt="{html.escape(caption)}" '
                           f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
-    def write(self) -> Path:
+    def _library(self, plotly_js: str) -> str:
+        """Plotly's JavaScript: inlined once (the page stays one file that opens offline), or, with
+        ``plotly_js="beside"``, one copy beside the report that several reports share."""
+        if not self.interactive:
+            return ""
+        from plotly.offline import get_plotlyjs
+
+        if plotly_js == "beside":
+            shared = self.folder.plotly_js
+            code = get_plotlyjs()
+            if not shared.is_file() or shared.read_text(encoding="utf-8") != code:
+                shared.write_text(code, encoding="utf-8")
+            return f'<script src="{shared.name}"></script>'
+        return f"<script>{get_plotlyjs()}</script>"
+
+    def write(self, plotly_js: str = "inline") -> Path:
+        from reslab.playground.page import write_page
+
         out = self.folder.report
         body = "\n".join(self.parts)
+        playground = write_page(self.folder.playground, report=out.name)
         out.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                       f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
-                       f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n"
+                       f"<title>{html.escape(self.title)}</title><style>{STYLE}</style>{self._library(plotly_js)}"
+                       f"</head><body><h1>{html.escape(self.title)}</h1>\n"
+                       f'<p class="nav">Hover a curve to read it, click a legend entry to hide a run, drag the loss '
+                       f'surface to turn it. The <a href="{playground.name}">optimizer playground</a> beside this '
+                       f"report lets you step the lecture's optimizers on test surfaces.</p>\n{body}\n"
                        f"<p style=\"color:#888;font-size:0.8em\">Built by reslab from the files in this folder.</p>"
                        f"</body></html>\n")
         return out
@@ -98,7 +132,8 @@ def run_section(page: Page, run: RunDir, *, label: str | None = None) -> None:
                      f"{summary.get('train_time_s', 0):.0f} s", f"{summary.get('device')} / {summary.get('precision')}"]])
     if rows:
         page.figure(plots.run_curves_figure(rows, title=name), f"{name}_curves",
-                    f"{name}: error and loss per iteration (thin: training, bold: validation).")
+                    f"{name}: error and loss per iteration (thin: training, bold: validation).",
+                    interactive.run_curves(rows, title=name))
     grads = run.read_gradients()
     if grads:
         page.figure(plots.gradient_history_figure(grads, title=name), f"{name}_gradient_history",
@@ -114,10 +149,13 @@ def analysis_sections(page: Page, folder: Folder, *, prefix: str) -> None:
         page.h2("Gradient flow")
         page.figure(plots.gradient_figure(grads["flows"], key="weight_grad_norm",
                                           title="||dL/dW|| per layer"), f"{prefix}_gradients_weights",
-                    "Norm of the loss gradient with respect to each layer's weights, input (left) to output (right).")
+                    "Norm of the loss gradient with respect to each layer's weights, input (left) to output (right).",
+                    interactive.gradient_flow(grads["flows"], key="weight_grad_norm", title="||dL/dW|| per layer"))
         page.figure(plots.gradient_figure(grads["flows"], key="output_grad_norm",
                                           title="||dL/d output|| per layer"), f"{prefix}_gradients_outputs",
-                    "Norm of the gradient flowing back through each layer's output.")
+                    "Norm of the gradient flowing back through each layer's output.",
+                    interactive.gradient_flow(grads["flows"], key="output_grad_norm",
+                                              title="||dL/d output|| per layer"))
         if grads.get("verdict"):
             page.p(grads["verdict"], "verdict")
     study = folder.read_analysis("init_study")
@@ -135,27 +173,30 @@ def analysis_sections(page: Page, folder: Folder, *, prefix: str) -> None:
         page.h2("Lesion study (Veit et al. Figures 3-5)")
         page.figure(plots.lesion_figure({lesion.get("model", prefix): lesion}), f"{prefix}_lesion",
                     f"Validation error after deleting blocks at test time ({lesion.get('images', '?')} images, "
-                    f"{lesion.get('seconds', 0):.0f} s).")
+                    f"{lesion.get('seconds', 0):.0f} s).", interactive.lesion({lesion.get("model", prefix): lesion}))
     paths = folder.read_analysis("paths")
     if paths:
         page.h2("Paths (Veit et al. Figure 6)")
         page.figure(plots.paths_figure({paths.get("model", prefix): paths}), f"{prefix}_paths",
                     f"{paths['blocks']} blocks: most gradient comes from paths of length {paths['peak_length']}; "
                     f"90% from lengths {paths['effective_range'][0]}-{paths['effective_range'][1]} "
-                    f"(mean path length {paths['mean_path_length']:.1f}).")
+                    f"(mean path length {paths['mean_path_length']:.1f}).",
+                    interactive.paths({paths.get("model", prefix): paths}))
     land = folder.read_analysis("landscape")
     if land:
         page.h2("Loss landscape (Li et al. 2018)")
         page.figure(plots.landscape_figure({land.get("model", prefix): land}), f"{prefix}_landscape",
                     f"{land['resolution']}x{land['resolution']} grid on {land['images']} images "
-                    f"({land['surface']['seconds']:.0f} s).")
+                    f"({land['surface']['seconds']:.0f} s).", interactive.landscape({land.get("model", prefix): land}))
         page.figure(plots.interpolation_figure({land.get("model", prefix): land}), f"{prefix}_interpolation",
-                    "Loss along the straight line from the trained weights to the initialisation.")
+                    "Loss along the straight line from the trained weights to the initialisation.",
+                    interactive.interpolation({land.get("model", prefix): land}))
     resp = folder.read_analysis("responses")
     if resp:
         page.h2("Layer responses (He et al. Figure 7)")
         page.figure(plots.responses_figure(resp["responses"]), f"{prefix}_responses",
-                    "Standard deviation of each 3x3 layer's output after BN, before ReLU or addition.")
+                    "Standard deviation of each 3x3 layer's output after BN, before ReLU or addition.",
+                    interactive.responses(resp["responses"]))
         if resp.get("verdict"):
             page.p(resp["verdict"], "verdict")
 
@@ -171,17 +212,21 @@ def comparison_sections(page: Page, exp: ExperimentDir, runs: list[str]) -> None
     if len(found["lesion"]) > 1:
         page.h2("Lesion study, side by side")
         page.figure(plots.lesion_figure(found["lesion"]), "compare_lesion",
-                    "Validation error after deleting blocks at test time, every analysed network.")
+                    "Validation error after deleting blocks at test time, every analysed network.",
+                    interactive.lesion(found["lesion"]))
     if len(found["paths"]) > 1:
         page.h2("Paths, side by side")
         page.figure(plots.paths_figure(found["paths"]), "compare_paths",
-                    "Path-length distribution and gradient per path length, every analysed network.")
+                    "Path-length distribution and gradient per path length, every analysed network.",
+                    interactive.paths(found["paths"]))
     if len(found["landscape"]) > 1:
         page.h2("Loss landscapes, side by side")
         page.figure(plots.landscape_figure(found["landscape"]), "compare_landscape",
-                    "Filter-normalised 2-D slices around each trained network (Li et al. Figure 5).")
+                    "Filter-normalised 2-D slices around each trained network (Li et al. Figure 5), on one "
+                    "colour and height scale.", interactive.landscape(found["landscape"]))
         page.figure(plots.interpolation_figure(found["landscape"]), "compare_interpolation",
-                    "Loss from the trained weights (0) to the initialisation (1), every analysed network.")
+                    "Loss from the trained weights (0) to the initialisation (1), every analysed network.",
+                    interactive.interpolation(found["landscape"]))
 
 
 def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
@@ -202,7 +247,8 @@ def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
             name, caption = "degradation", "Thin lines: training error; bold lines: validation error (as He et al. Figure 6)."
         else:
             name, caption = "curves", "Thin lines: training error; bold lines: validation error."
-        page.figure(plots.degradation_figure(curves, exp["panels"]), name, caption)
+        page.figure(plots.degradation_figure(curves, exp["panels"]), name, caption,
+                    interactive.degradation(curves, exp["panels"]))
     analysis_sections(page, folder, prefix="experiment")
     comparison_sections(page, folder, exp.get("runs", []))
     for name in exp.get("runs", []):
@@ -210,8 +256,9 @@ def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
             run_section(page, folder.run(name), label=name)
 
 
-def build_report(path: str | Path) -> Path:
-    """Write the HTML report of a run folder or an experiment folder; returns its path."""
+def build_report(path: str | Path, *, plotly_js: str = "inline") -> Path:
+    """Write the HTML report of a run folder or an experiment folder; returns its path. ``plotly_js``:
+    ``"inline"`` (one self-contained file) or ``"beside"`` (reports in one folder share ``plotly.min.js``)."""
     root = Path(path)
     if not root.is_dir():
         raise NotFound(f"no such folder: {root}", root)
@@ -228,4 +275,4 @@ def build_report(path: str | Path) -> Path:
     else:
         raise ReslabError(f"{root} is neither a run nor an experiment folder (no {RunDir(root).metrics_file.name} "
                           f"or {ExperimentDir(root).record_file.name})")
-    return page.write()
+    return page.write(plotly_js)

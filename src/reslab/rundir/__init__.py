@@ -11,7 +11,7 @@ A run folder (``runs/<name>/``)::
     analysis/<kind>.json measurements on the trained network (lesion, paths, landscape ...)
     eval/<data>.json     ``reslab eval`` results
     export/<format>/     ``reslab export``: model.safetensors or model.onnx, with config.json
-    report.html, figures/
+    report.html, figures/, playground.html (the optimizer playground, linked from the report)
 
 An experiment folder holds ``experiment.json``, its runs under ``runs/<name>/``, and the same
 ``analysis/``, ``report.html`` and ``figures/``. Everything else in reslab asks this module for a
@@ -95,6 +95,16 @@ class Folder:
     @property
     def figures_dir(self) -> Path:
         return self.path / "figures"
+
+    @property
+    def playground(self) -> Path:
+        """The optimizer playground page, written beside the report (the two link each other)."""
+        return self.path / "playground.html"
+
+    @property
+    def plotly_js(self) -> Path:
+        """Plotly's library, when reports share one copy beside them instead of inlining it."""
+        return self.path / "plotly.min.js"
 
 
 class RunDir(Folder):
