@@ -10,14 +10,12 @@ import copy
 import dataclasses
 import math
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from reslab.errors import ConfigError, ConfigNotFound
-
-AUTO, AUTO_KEYS = -1, {"data.val_size"}  # an integer setting chosen by reslab ("auto" in a config file)
+from reslab.typed import AUTO, build as _build  # AUTO: "auto" in a config file, re-exported for its readers
 
 
 @dataclass(frozen=True)
@@ -125,78 +123,6 @@ NON_NEGATIVE = {"data.limit", "data.image_size", "data.workers", "optim.weight_d
                 "train.early_stopping_patience", "train.early_stopping_min_delta"}
 UNIT_INTERVAL = {"train.label_smoothing", "train.ema_decay", "optim.rho", "schedule.pct_start",
                  "schedule.warmup_until_error", "schedule.gamma", "schedule.factor"}
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotated type ``tp``, converting where it is lossless."""
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-    elif tp is int:
-        if key in AUTO_KEYS and (value == "auto" or value == AUTO):
-            return AUTO
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                try:
-                    f = float(value)
-                    if f.is_integer():
-                        return int(f)
-                except ValueError:
-                    pass
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.strip("[]()").split(",") if v.strip()]
-        if isinstance(value, (list, tuple)):
-            args = typing.get_args(tp)
-            item = args[0]
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(key, v.strip() if isinstance(v, str) else v, item) for v in value)
-            if len(value) == len(args):
-                return tuple(_coerce(key, v.strip() if isinstance(v, str) else v, a) for v, a in zip(value, args))
-    elif origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', str(tp))}, got {value!r}")
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' in {where}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        key = prefix + name
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{key}: expected a table of settings, got {value!r}")
-            kwargs[name] = _build(tp, value, key + ".")
-        else:
-            kwargs[name] = _coerce(key, value, tp)
-    return cls(**kwargs)
 
 
 def _validate(cfg: RunConfig) -> None:
