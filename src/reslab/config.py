@@ -36,6 +36,8 @@ class DataConfig:
     val_path: str = ""  # "shards": the validation shards; workers: decoding processes; recipe: inception, he2016
     workers: int = 2
     recipe: str = "inception"
+    normalize: str = "channel"  # "channel": mean/std per channel; "pixel": He et al.'s per-pixel mean subtracted
+    jpeg_quality: int = 0  # re-encode every image (training and held-out) as JPEG at this quality once; 0 = as read
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class RunConfig:
 CHOICES = {
     "data.dataset": ("sample", "cifar10", "cifar100", "folder", "shards"),
     "data.recipe": ("inception", "he2016"),
+    "data.normalize": ("channel", "pixel"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "optim.impl": ("reslab", "reference", "torch"),
 }
@@ -140,6 +143,8 @@ def _validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"{key} must not be negative, got {value}")
             if key in UNIT_INTERVAL and not 0 <= value <= 1:
                 raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+    if not 0 <= cfg.data.jpeg_quality <= 100:
+        raise ConfigError(f"data.jpeg_quality must be 0 (keep) or a JPEG quality 1-100, got {cfg.data.jpeg_quality}")
     if cfg.data.val_size < 0 and cfg.data.val_size != AUTO:
         raise ConfigError(f"data.val_size must be \"auto\" or a number of images >= 0, got {cfg.data.val_size}")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from reslab.data.arrays import ArrayDataset, mix_seed, stratified_split, stratified_subset
-from reslab.data.augment import normalize, per_channel_stats, random_crop_flip
+from reslab.data.augment import normalize, per_channel_stats, per_pixel_mean, random_crop_flip
 from reslab.data.cifar import CIFAR, download_cifar, load_cifar
 from reslab.data.folder import load_image_folder
 from reslab.data.loader import BatchLoader
@@ -73,6 +73,9 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
         return _shard_data(cfg, seed=seed, device=device, channels_last=channels_last, rank=rank,
                            world_size=world_size)
     pool, test, source = _read(cfg)
+    if cfg.jpeg_quality:  # every image through a JPEG at this quality, training and held-out alike
+        pool, test = pool.jpeg(cfg.jpeg_quality), test.jpeg(cfg.jpeg_quality) if test is not None else None
+        source += f", re-encoded as JPEG q{cfg.jpeg_quality}"
     val_size = resolve_val_size(cfg.val_size, len(pool))
     if test is not None:
         train, val, how = pool, test, "official test set"
@@ -89,10 +92,12 @@ def build_data(cfg: DataConfig, *, seed: int, device: str | torch.device = "cpu"
     if len(train) < cfg.batch_size:
         raise DataError(f"{len(train):,} training images are fewer than one batch (data.batch_size = {cfg.batch_size})")
 
-    if stats is None:
-        mean, std = per_channel_stats(train.images)
+    if stats is not None:
+        mean, std = _given_stats(stats, shape=tuple(train.images.shape[1:]))
+    elif cfg.normalize == "pixel":  # He et al.: the mean image subtracted, no division
+        mean, std = per_pixel_mean(train.images), (1.0,) * train.images.shape[1]
     else:
-        mean, std = _given_stats(stats, channels=train.images.shape[1])
+        mean, std = per_channel_stats(train.images)
     # He et al.'s 4-pixel padding is an eighth of a 32x32 image: smaller images are padded in proportion
     padding = max(1, round(4 * int(train.images.shape[-1]) / 32))
     train_loader = BatchLoader(train, batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, mean=mean,
@@ -163,20 +168,27 @@ def build_eval_data(cfg: DataConfig, *, stats: Stats, device: str | torch.device
         images = images.resized(cfg.image_size) if cfg.image_size else images
     else:
         images, _, source = _read(cfg)
-    channels = images.images.shape[1]
-    mean, std = _given_stats(stats, channels=channels)
+    mean, std = _given_stats(stats, shape=tuple(images.images.shape[1:]))
     loader = BatchLoader(images, batch_size=cfg.eval_batch_size, shuffle=False, augment=False, mean=mean, std=std,
                          drop_last=False, device=device, channels_last=channels_last)
     return loader, list(images.classes), f"{source}: all {len(images):,} images"
 
 
-def _given_stats(stats: Stats, *, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _given_stats(stats: Stats, *, shape: tuple[int, ...]):
+    """Statistics handed in (a checkpoint's): a mean per channel, or a mean image (C, H, W) of the images'
+    own size; a positive std per channel."""
     mean, std = (stats["mean"], stats["std"]) if isinstance(stats, Mapping) else stats
-    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if len(mean) != channels or len(std) != channels or min(std) <= 0:
-        raise DataError(f"normalisation statistics must give {channels} means and {channels} positive stds, "
-                        f"got mean {mean}, std {std}")
-    return mean, std
+    channels = shape[0]
+    try:
+        mean_t, std = torch.as_tensor(mean, dtype=torch.float64), tuple(float(s) for s in std)
+    except (TypeError, ValueError):
+        raise DataError(f"normalisation statistics are not numbers: mean {mean!r}") from None
+    fits = tuple(mean_t.shape) in ((channels,), tuple(shape))
+    if not fits or len(std) != channels or min(std) <= 0:
+        raise DataError(f"normalisation statistics must give {channels} means (or a {'x'.join(map(str, shape))} "
+                        f"mean image) and {channels} positive stds, got mean of shape {tuple(mean_t.shape)}, "
+                        f"std {std}")
+    return (tuple(mean_t.tolist()) if mean_t.dim() == 1 else mean_t.tolist()), std
 
 
 def _read(cfg: DataConfig) -> tuple[ArrayDataset, ArrayDataset | None, str]:

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,6 +60,23 @@ class ArrayDataset:
             y = (torch.nn.functional.interpolate(x, size=(size, size), mode="area") if size < x.shape[-1] else
                  torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
             out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+        return ArrayDataset(out, self.labels.clone(), list(self.classes))
+
+    def jpeg(self, quality: int) -> ArrayDataset:
+        """Every image encoded as a JPEG at ``quality`` and decoded again (Pillow, 4:2:0 chroma, no
+        optimisation passes): the same bytes in, the same pixels out, on every run."""
+        import io
+
+        from PIL import Image
+
+        out = torch.empty_like(self.images)
+        for i, image in enumerate(self.images):
+            buffer = io.BytesIO()
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality,
+                                                                 subsampling=2, optimize=False)
+            buffer.seek(0)
+            with Image.open(buffer) as im:
+                out[i] = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
         return ArrayDataset(out, self.labels.clone(), list(self.classes))
 
     def subset(self, indices: Tensor | Sequence[int]) -> ArrayDataset:

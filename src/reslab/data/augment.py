@@ -49,7 +49,8 @@ def random_crop_flip(x: Tensor, *, padding: int = 4, generator: torch.Generator 
 
 def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, *,
               dtype: torch.dtype = torch.float32, channels_last: bool = True) -> Tensor:
-    """``(x / 255 - mean) / std`` per channel, from uint8 to ``dtype`` (computed in float32).
+    """``(x / 255 - mean) / std`` per channel, from uint8 to ``dtype`` (computed in float32). ``mean`` may
+    also be an image, (C, H, W): He et al.'s per-pixel mean, subtracted pixel by pixel.
 
     With ``channels_last`` the result is in the channels-last memory format (the fast layout for
     convolutions on CPU); its shape stays (B, C, H, W).
@@ -58,7 +59,8 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
         x = x.contiguous(memory_format=torch.channels_last)  # cheap on uint8; float ops keep the format
     shape = (1, -1) + (1,) * (x.dim() - 2)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(shape)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(shape)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
+    mean_t = mean_t.view(shape) if mean_t.dim() <= 1 else mean_t.unsqueeze(0)  # (1, C, 1, 1) or (1, C, H, W)
     out = x.to(torch.float32).mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
     return out if dtype == torch.float32 else out.to(dtype)
 
@@ -79,3 +81,12 @@ def per_channel_stats(images: Tensor, *, chunk: int = 4096) -> tuple[tuple[float
     mean = (counts * values).sum(dim=1) / total
     var = (counts * (values - mean[:, None]) ** 2).sum(dim=1) / total
     return tuple(mean.tolist()), tuple(var.sqrt().tolist())
+
+
+def per_pixel_mean(images: Tensor, *, chunk: int = 4096) -> list:
+    """The mean image of uint8 (N, C, H, W) images on the 0-1 scale, as nested lists (C, H, W): He et al.'s
+    "per-pixel mean", summed exactly in float64."""
+    total = torch.zeros(images.shape[1:], dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        total += images[start:start + chunk].to(torch.float64).sum(0)
+    return (total / (255.0 * max(1, images.shape[0]))).tolist()
