@@ -18,7 +18,7 @@ from reslab.config import RunConfig, build_options
 from reslab.registry import Registry
 from reslab.rundir import ExperimentDir
 
-MODULES = ("degradation", "depth", "stochastic_depth", "optimizers", "architectures", "init_study")
+MODULES = ("degradation", "depth", "stochastic_depth", "optimizers", "architectures", "init_study", "ablation")
 
 
 @dataclass
