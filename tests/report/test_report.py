@@ -55,6 +55,18 @@ def test_experiment_writes_table_verdict_and_report(experiment):
     assert (root / "playground.html").is_file() and 'href="playground.html"' in html
 
 
+def test_reports_can_share_one_copy_of_plotly_beside_them(experiment, tmp_path):
+    tmp, _ = experiment
+    shared = tmp_path / "shared"
+    shutil.copytree(tmp / "e", shared)
+    report = build_report(shared, plotly_js="beside")
+    text = report.read_text()
+    assert '<script src="plotly.min.js"></script>' in text and len(text) < 1_000_000
+    assert (shared / "plotly.min.js").stat().st_size > 1_000_000
+    inline = (tmp / "e" / "report.html").read_text()
+    assert len(inline) - len(text) > 4_000_000  # the library, once
+
+
 def outside_library(html: str) -> str:
     """The report without the inlined Plotly library (whose code holds URL strings it never fetches)."""
     start = html.index("<script>")
