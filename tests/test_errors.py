@@ -43,3 +43,13 @@ def test_the_command_line_still_prints_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"reslab: error: config file not found: {tmp_path / 'missing.toml'}"
+
+
+def test_an_output_path_the_file_system_refuses_is_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert main(["playground", "--html", str(tmp_path)]) == 2  # a folder where the page should go
+    err = capsys.readouterr().err
+    assert err.startswith(f"reslab: error: {tmp_path}: Is a directory") and len(err.strip().splitlines()) == 1
+    assert main(["playground", "--html", str(tmp_path / "a-file" / "p.html")]) == 2
+    err = capsys.readouterr().err
+    assert "a-file: File exists" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

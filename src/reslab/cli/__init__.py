@@ -1,6 +1,7 @@
 """The command line: the only package that reads argv or prints for the user.
 
-Every user-fixable problem (a ReslabError) becomes one line on stderr and exit code 2.
+Every user-fixable problem (a ReslabError, or a file-system failure such as an output path that is a
+folder) becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0 or not isinstance(e, Interrupted):  # other ranks repeat rank 0's stop message
             print(f"reslab{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a file-system failure no command turned into a message of its own: still one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"reslab{f' (rank {rank})' if rank else ''}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nreslab: interrupted; a run continues from its last checkpoint with reslab train --resume RUN_DIR",
               file=sys.stderr)
