@@ -104,3 +104,22 @@ def test_onnx_matches_pytorch_in_onnxruntime_at_batch_1_and_3(name, tmp_path):
     got = session.run(None, {"images": x.numpy()})[0]
     assert got.shape == (3, 7) and np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["onnx_opset"] == 18
+
+
+def test_a_corrupt_or_mismatched_weights_folder_is_one_line(tmp_path):
+    from reslab.errors import CheckpointError
+    from reslab.models.weights import save_weights, weights_config
+
+    model = create_model("resnet20")
+    save_weights(model, tmp_path / "w", weights_config("resnet20", {}, 10, image_size=32))
+    assert torch.equal(create_model("resnet20", weights=tmp_path / "w").fc.weight, model.fc.weight)
+    (tmp_path / "w" / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file") as caught:
+        create_model("resnet20", weights=tmp_path / "w")
+    assert "\n" not in str(caught.value)
+    (tmp_path / "w" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a reslab weights config"):
+        create_model("resnet20", weights=tmp_path / "w")
+    save_weights(create_model("resnet32"), tmp_path / "v", weights_config("resnet20", {}, 10, image_size=32))
+    with pytest.raises(CheckpointError, match=r"does not fit resnet20: 0 missing \(\), 72 unexpected \(layer1.3.bn1.bias"):
+        create_model("resnet20", weights=tmp_path / "v")  # a config.json that lies about the weights
