@@ -50,8 +50,9 @@ def test_experiment_writes_table_verdict_and_report(experiment):
         assert (root / "figures" / f"{fig}.png").is_file() and (root / "figures" / f"{fig}.svg").is_file()
     page = outside_library(html)
     assert "http://" not in page and "https://" not in page  # self-contained: no address outside Plotly's code
-    assert html.count("<script>") >= 1 and '<script src="' not in html  # the library inlined, once
-    assert html.count("plotly.js v") == 1 or html.count("Plotly=") <= 1
+    from plotly.offline import get_plotlyjs
+
+    assert '<script src="' not in html and html.count(get_plotlyjs()[:2000]) == 1  # the library inlined, once
     assert (root / "playground.html").is_file() and 'href="playground.html"' in html
 
 

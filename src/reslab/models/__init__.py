@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab.errors import CheckpointError, ConfigError
+from reslab.errors import ConfigError
 from reslab.models import classic, densenet, googlenet, preact, resnet
 from reslab.models.pretrained import load_torchvision_weights, to_torchvision_state_dict
 from reslab.models.protocol import NotAnalysable, ShortcutBlock, shortcut_blocks
@@ -127,12 +127,9 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | Pa
     """
     entry = MODELS.entry(name)
     if weights is not None:
-        from reslab.models.weights import load_weights, read_weights_config
+        from reslab.models.weights import load_weights
 
-        saved = int(read_weights_config(weights)["num_classes"])
-        if num_classes is not None and num_classes != saved:
-            raise CheckpointError(f"{weights} holds a {saved}-class {name}, not {num_classes} classes")
-        return load_weights(weights, name=name, **options)
+        return load_weights(weights, name=name, num_classes=num_classes, **options)
     classes = entry.meta["info"].num_classes if num_classes is None else num_classes
     try:
         return entry.factory(num_classes=classes, **options)

@@ -20,20 +20,12 @@ from typing import Any
 
 from torch import nn
 
+from reslab import __version__
 from reslab.errors import CheckpointError, CheckpointNotFound
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = 1
-
-
-def reslab_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("reslab")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def weights_config(name: str, options: dict[str, Any], num_classes: int, *, image_size: int, channels: int = 3,
@@ -42,7 +34,7 @@ def weights_config(name: str, options: dict[str, Any], num_classes: int, *, imag
     return {"architecture": name, "model_options": dict(options), "num_classes": int(num_classes),
             "label_names": list(classes) if classes else None, "input_size": [channels, image_size, image_size],
             "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
-            "library": "reslab", "reslab_version": reslab_version(), "format": FORMAT}
+            "library": "reslab", "reslab_version": __version__, "format": FORMAT}
 
 
 def save_weights(model: nn.Module, folder: str | Path, config: dict[str, Any]) -> tuple[Path, Path]:
@@ -84,11 +76,13 @@ def read_weights_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_weights(path: str | Path, *, name: str | None = None, **options: Any) -> nn.Module:
+def load_weights(path: str | Path, *, name: str | None = None, num_classes: int | None = None,
+                 **options: Any) -> nn.Module:
     """The network an exported folder describes, with its weights, in eval mode.
 
-    ``name``: refuse weights of any other architecture (``create_model(name, weights=path)``);
-    ``options``: builder options that change nothing the weights fix (for example ``survival_prob``).
+    ``name``, ``num_classes``: refuse weights of any other architecture or class count
+    (``create_model(name, weights=path)``); ``options``: builder options that change nothing the weights
+    fix (for example ``survival_prob``).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -99,6 +93,9 @@ def load_weights(path: str | Path, *, name: str | None = None, **options: Any) -
     config = read_weights_config(path)
     if name is not None and config["architecture"] != name:
         raise CheckpointError(f"{weights} holds a {config['architecture']} network, not {name}")
+    if num_classes is not None and num_classes != int(config["num_classes"]):
+        raise CheckpointError(f"{weights} holds a {config['num_classes']}-class {config['architecture']}, "
+                              f"not {num_classes} classes")
     model = create_model(config["architecture"], num_classes=int(config["num_classes"]),
                          **{**config.get("model_options", {}), **options})
     try:

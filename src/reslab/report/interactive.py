@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from matplotlib.colors import to_hex
 
-from reslab.report.plots import COLORS as MPL_COLORS, split_rows
+from reslab.report.plots import COLORS as MPL_COLORS, landscape_scale, split_rows
 
 COLORS = [to_hex(c) for c in MPL_COLORS]  # the PNGs' colours, as CSS for Plotly
 
@@ -140,12 +140,7 @@ def paths(results: dict[str, dict]) -> go.Figure:
 def landscape(results: dict[str, dict]) -> go.Figure:
     """Li et al.: each network's 2-D slice as a rotatable 3-D surface (top) and a contour map (bottom), side
     by side, on one colour and height scale (log10 loss, clipped 3 decades above the lowest point)."""
-    surfaces = {label: np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
-                for label, r in results.items()}
-    finite = np.concatenate([z[np.isfinite(z)].ravel() for z in surfaces.values()])
-    lo = float(finite.min()) if finite.size else 0.0
-    hi = float(min(finite.max(), lo + 3.0)) if finite.size else 1.0
-    hi = hi if hi > lo else lo + 1.0
+    surfaces, lo, hi = landscape_scale(results)
     n = len(results)
     fig = make_subplots(rows=2, cols=n, specs=[[{"type": "surface"}] * n, [{"type": "contour"}] * n],
                         subplot_titles=[f"{label}: surface" for label in results] + [f"{label}: contours" for label in results],

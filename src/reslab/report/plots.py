@@ -225,18 +225,24 @@ def paths_figure(results: dict[str, dict]):
     return fig
 
 
+def landscape_scale(results: dict[str, dict]) -> tuple[dict[str, np.ndarray], float, float]:
+    """(log10 loss grid per network, low, high): one height scale for every network, from the lowest
+    point to 3 decades above it, so that a steep, chaotic surface shows as many crowded contours beside
+    a wide basin's few (Li et al. Figure 5)."""
+    surfaces = {label: np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
+                for label, r in results.items()}
+    finite = np.concatenate([z[np.isfinite(z)].ravel() for z in surfaces.values()])
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(min(finite.max(), lo + 3.0)) if finite.size else 1.0
+    return surfaces, lo, hi if hi > lo else lo + 1.0
+
+
 def landscape_figure(results: dict[str, dict]):
     """Li et al.: contour of the 2-D slice (log loss) and a 3-D surface, one row per network."""
     n = len(results)
     fig = plt.figure(figsize=(12, 4.8 * n))
-    surfaces = {label: np.log10(np.maximum(np.array(r["surface"]["loss"], dtype=float), 1e-6))
-                for label, r in results.items()}
-    # One set of contour levels and one height scale for every network, so that a steep, chaotic
-    # surface shows as many crowded contours beside a wide basin's few (Li et al. Figure 5).
-    finite = np.concatenate([z[np.isfinite(z)].ravel() for z in surfaces.values()])
-    lo = float(finite.min()) if finite.size else 0.0
-    hi = float(min(finite.max(), lo + 3.0)) if finite.size else 1.0
-    levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 26)
+    surfaces, lo, hi = landscape_scale(results)
+    levels = np.linspace(lo, hi, 26)
     for i, (label, r) in enumerate(results.items()):
         coords = np.array(r["surface"]["coords"])
         Z = surfaces[label]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from reslab.train.callbacks import Callback, weight_grad_norms
+from reslab.train.callbacks import Callback, weight_grad_norms, weighted_layers
 
 if TYPE_CHECKING:
     from reslab.train.trainer import Trainer
@@ -56,8 +56,7 @@ class TensorBoardLogger(Callback):
                  model: nn.Module | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.config, self.config_text = config or {}, config_text
-        self.layers = ([(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-                       if model is not None else [])  # per-layer gradient norms only when a model is given
+        self.layers = weighted_layers(model) if model is not None else []  # gradient norms only with a model
         self.writer = None
 
     def on_fit_start(self, trainer: Trainer) -> None:

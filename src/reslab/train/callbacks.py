@@ -67,6 +67,11 @@ class MetricsLogger(Callback):
         self._append({"kind": "eval", **metrics})
 
 
+def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The convolutions and linear layers, in module order: the layers whose gradients are recorded."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def weight_grad_norms(layers: list[tuple[str, nn.Module]]) -> list[float | None]:
     """The norm of each layer's weight gradient (None where the layer has none)."""
     return [float(m.weight.grad.detach().float().norm()) if m.weight.grad is not None else None for _, m in layers]
@@ -86,7 +91,7 @@ class GradientRecorder(Callback):
 
     def __init__(self, path: str | Path, model: Any) -> None:
         self.path = Path(path)
-        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.layers = weighted_layers(model)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         truncate_jsonl(self.path, trainer.step)
