@@ -24,8 +24,8 @@ def test_effects_standard_errors_and_detectable_size_on_exact_numbers():
 
 
 def test_each_arm_changes_one_thing_from_the_base():
-    base = load_config(None, ["--train.steps=10", "--train.precision=bf16"])
-    assert arm_config(base, "fp32", 1, "out").train.precision == "fp32"
+    base = load_config(None, ["--train.steps=10", "--train.precision=fp32"])
+    assert arm_config(base, "bf16", 1, "out").train.precision == "bf16"
     cfg = arm_config(base, "ghost-bn-64", 2, "out")
     assert cfg.train.accumulate == 2 and cfg.train.seed == 2 and cfg.name == "ghost-bn-64-s2" and cfg.out_dir == "out"
     assert arm_config(base, "pixel-mean", 0, "o").data.normalize == "pixel"
