@@ -61,7 +61,8 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
     std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(shape)
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
     mean_t = mean_t.view(shape) if mean_t.dim() <= 1 else mean_t.unsqueeze(0)  # (1, C, 1, 1) or (1, C, H, W)
-    out = x.to(torch.float32).mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+    # one fused pass, uint8 in, float32 out (in x's memory format): x * (1 / (255 std)) - mean / std
+    out = torch.addcmul(-mean_t / std_t, x, 1.0 / (255.0 * std_t), out=torch.empty_like(x, dtype=torch.float32))
     return out if dtype == torch.float32 else out.to(dtype)
 
 

@@ -76,8 +76,8 @@ def centre_box(width: int, height: int, *, size: int = 224, resize: int = 256) -
     return round(x), round(y), round(x + side), round(y + side)
 
 
-def load_crop(data: bytes, box_of, size: int) -> np.ndarray:
-    """Decode ``data``, cut ``box_of(width, height)`` and resize it to ``size`` x ``size``: uint8 (H, W, 3)."""
+def crop_image(data: bytes, box_of, size: int) -> Image.Image:
+    """Decode ``data``, cut ``box_of(width, height)`` and resize it to ``size`` x ``size``: an RGB image."""
     with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
         box = box_of(width, height)
@@ -86,23 +86,27 @@ def load_crop(data: bytes, box_of, size: int) -> np.ndarray:
         im.draft("RGB", (math.ceil(width * size / bw), math.ceil(height * size / bh)))
         fx, fy = im.width / width, im.height / height
         rgb = im if im.mode == "RGB" else im.convert("RGB")
-        out = rgb.resize((size, size), Image.Resampling.BILINEAR,
-                         box=(box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy))
-        return np.array(out, dtype=np.uint8)  # a writable copy
+        return rgb.resize((size, size), Image.Resampling.BILINEAR,
+                          box=(box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy))
+
+
+def load_crop(data: bytes, box_of, size: int) -> np.ndarray:
+    """:func:`crop_image` as uint8 (H, W, 3)."""
+    return np.array(crop_image(data, box_of, size), dtype=np.uint8)  # a writable copy
 
 
 def train_sample(data: bytes, recipe: str, rng: random.Random, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 (H, W, 3) crop, float32 3-vector lighting shift) of one training image."""
     box_of = (lambda w, h: he2016_box(w, h, rng, size=size)) if recipe == "he2016" else (
         lambda w, h: inception_box(w, h, rng))
-    pixels = load_crop(data, box_of, size)
+    crop = crop_image(data, box_of, size)
     if rng.random() < 0.5:
-        pixels = pixels[:, ::-1]
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # on the small crop, before the array copy
     shift = np.zeros(3, dtype=np.float32)
     if recipe == "he2016":
         alpha = torch.tensor([rng.gauss(0.0, LIGHTING_STD) for _ in range(3)])
         shift = (EIGVEC @ (alpha * EIGVAL)).numpy().astype(np.float32)  # an RGB offset, 0-1 scale
-    return np.ascontiguousarray(pixels), shift
+    return np.array(crop, dtype=np.uint8), shift
 
 
 def eval_sample(data: bytes, size: int = 224, resize: int = 256) -> np.ndarray:
