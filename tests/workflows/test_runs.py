@@ -159,3 +159,14 @@ def test_linear_scaling_is_explicit_and_warms_up_over_five_epochs():
     on = load_config(None, ["--train.epochs=1", "--data.batch_size=512", "--optim.lr=0.1", "--optim.linear_scaling=true"])
     schedule, lr = scaled_schedule(on, 100)
     assert lr == pytest.approx(0.2) and schedule.warmup_steps == 500 and schedule.warmup_lr == 0.1
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_it_says_it_is_emulated(tmp_path, image_folder, train_args, capsys, monkeypatch, native):
+    from reslab.workflows import train
+
+    monkeypatch.setattr(train, "cpu_supports_bf16", lambda: native)
+    args = [a for a in train_args(tmp_path, image_folder, "--train.steps=1", "--train.precision=bf16") if a != "--quiet"]
+    assert main(args) == 0
+    said = "bf16 on a CPU without bf16 instructions" in capsys.readouterr().err
+    assert said is not native

@@ -17,7 +17,7 @@ import torch
 from reslab.checkpoint import load_checkpoint, load_model_state, require_resumable
 from reslab.config import RunConfig, as_dict
 from reslab.data import DataBundle, build_data
-from reslab.device import resolve_precision
+from reslab.device import cpu_supports_bf16, resolve_precision
 from reslab.dist import Dist, setup
 from reslab.errors import CheckpointError, CheckpointNotFound, ConfigError, Interrupted, ReslabError, TrainingDiverged
 from reslab.models import check_options, count_params, create_model
@@ -120,6 +120,10 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
            resume: bool, progress: TextIO | None) -> RunResult:
     torch.manual_seed(cfg.train.seed)  # every rank the same: same stochastic-depth draws, and DDP checks it
     precision = resolve_precision(cfg.train.precision, device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16() and progress and dist.is_primary:
+        progress.write("note: train.precision = bf16 on a CPU without bf16 instructions (ATen dispatches at "
+                       f"{torch.backends.cpu.get_cpu_capability()}): emulated, several times slower than fp32 "
+                       "(precision \"auto\" picks fp32 here)\n")
 
     model = create_model(cfg.model.name, num_classes=data.num_classes, **cfg.model.options).to(device)
     optimizer = optimizer_from_config(cfg.optim, model)
