@@ -187,6 +187,21 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+def same_recipe(stored: Any, config: dict[str, Any]) -> bool:
+    """Whether a run's stored config (a nested dict) is the recipe ``config``. A run written before a
+    setting existed ran with that setting's default, so the stored config is read through today's
+    schema (missing keys take their defaults) before comparing; one naming a setting that no longer
+    exists, or an invalid value, is not the same recipe."""
+    if stored == config:
+        return True
+    if not isinstance(stored, dict):
+        return False
+    try:
+        return as_dict(config_from_dict(stored)) == config
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return False
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of the nested ``data`` with each ``--section.key=value`` set."""
     data = copy.deepcopy(data)

@@ -170,3 +170,28 @@ def test_bf16_on_a_cpu_without_it_says_it_is_emulated(tmp_path, image_folder, tr
     assert main(args) == 0
     said = "bf16 on a CPU without bf16 instructions" in capsys.readouterr().err
     assert said is not native
+
+
+def test_a_run_finished_before_a_setting_existed_is_still_finished_and_a_changed_recipe_is_not(tmp_path):
+    from reslab.config import as_dict
+
+    cfg = sweep.run_config(load_config(None, ["--train.steps=5", f"--out_dir={json.dumps(str(tmp_path))}",
+                                              "--name=r"]))
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    now = as_dict(cfg)
+    older = json.loads(json.dumps(now))
+    del older["data"]["jpeg_quality"], older["train"]["accumulate"]  # settings added after that run
+    run.write_summary({"config": older})
+    assert sweep.status(cfg) == "finished"
+    assert run.status(now) == "finished"
+    changed = json.loads(json.dumps(older))
+    changed["train"]["steps"] = 6
+    run.write_summary({"config": changed})
+    assert sweep.status(cfg) == "new"
+    unknown = json.loads(json.dumps(now))
+    unknown["train"]["no_such_setting"] = 1
+    run.write_summary({"config": unknown})
+    assert sweep.status(cfg) == "new"
+    run.write_summary({"config": {**older, "train": {**older["train"], "accumulate": 2}}})
+    assert sweep.status(cfg) == "new"  # a stored value that differs from today's default is a different recipe

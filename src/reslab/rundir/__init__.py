@@ -35,7 +35,7 @@ __all__ = ["FORMAT", "ExperimentDir", "Folder", "RunDir", "RunExists", "RunFolde
            "checkpoint_of", "read_json", "read_jsonl", "run_dir_of", "run_dir_of_checkpoint", "truncate_jsonl",
            "write_json"]
 
-from reslab.config import RunConfig, apply_overrides, config_from_dict
+from reslab.config import RunConfig, apply_overrides, config_from_dict, same_recipe
 from reslab.errors import ConfigError, ReslabError
 from reslab.rundir.lock import RunFolderError, RunLocked, hold, os_error
 from reslab.rundir.files import (append_jsonl, atomic_write_text, default_mode, dump_toml, read_json, read_jsonl,
@@ -205,7 +205,7 @@ class RunDir(Folder):
     def status(self, config: dict[str, Any] | None = None) -> str:
         """``finished`` (a summary, for ``config`` when given), ``resumable`` (a last checkpoint) or ``new``."""
         summary = self.read_summary()
-        if summary is not None and (config is None or summary.get("config") == config):
+        if summary is not None and (config is None or same_recipe(summary.get("config"), config)):
             return "finished"
         if self.last_checkpoint.is_file():
             return "resumable"
