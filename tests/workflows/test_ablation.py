@@ -47,3 +47,38 @@ def test_a_small_ablation_runs_every_arm_and_seed_and_reports(tmp_path):
     assert "re-encoded as JPEG q30" in summary["dataset"]
     report = (tmp_path / "a" / "report.html").read_text()
     assert 'id="fig-jpeg_quality"' in report and "smallest detectable" in report
+    assert exp["jpeg_cost"] is not None and exp["size_gain"] is None  # no 40k arm here
+    assert "JPEG: the quality-75 copy costs between" in report
+
+
+def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencoding_models():
+    import numpy as np
+
+    from reslab.experiments.ablation import jpeg_cost, line_fit, noise_power
+
+    assert [noise_power(q) for q in (75, 50, 30)] == [0.25, 1.0, pytest.approx((5000 / 30 / 100) ** 2)]
+    xs, ys, var = [0.25, 1.0, 2.5], [10.3, 11.9, 15.2], [0.04, 0.09, 0.01]
+    a, b, se = line_fit(xs, ys, var)
+    slope, intercept = np.polyfit(xs, ys, 1, w=[1 / math.sqrt(v) for v in var])  # numpy weights are 1/sigma
+    assert (a, b) == (pytest.approx(intercept, abs=1e-12), pytest.approx(slope, abs=1e-12))
+    w = np.array([1 / v for v in var])
+    assert se == pytest.approx(1 / math.sqrt(np.sum(w * (np.array(xs) - np.sum(w * xs) / w.sum()) ** 2)))
+    # errors exactly 10 + 2 x with the first rounding absorbed (x = s(q)^2): that model reads 0.5 and 10
+    spread = [-0.1, 0.0, 0.1]
+    errors = {arm: {"val": [10 + 2 * noise_power(q) + d for d in spread], "train": [1.0] * 3}
+              for arm, q in (("base", 75), ("jpeg-50", 50), ("jpeg-30", 30))}
+    cost = jpeg_cost(errors)
+    assert cost["cost high"] == 0.5 and 10.0 in cost["lossless error %"]
+    assert cost["cost low"] < cost["cost high"]  # the added-noise model stretches the x axis: a flatter line
+    assert jpeg_cost({"base": errors["base"]}) is None
+
+
+def test_size_gain_extrapolates_linearly_in_the_log_of_the_size():
+    from reslab.experiments.ablation import size_gain
+
+    errors = {"base": {"val": [12.0, 12.2], "train": [1, 1]}, "train-40k": {"val": [13.0, 13.4], "train": [1, 1]}}
+    gain = size_gain(errors, {"base": 45_000, "train-40k": 40_000})
+    factor = math.log(50 / 45) / math.log(45 / 40)
+    assert gain["gain"] == round(factor * 1.1, 2) and gain["val error %"] == round(12.1 - factor * 1.1, 2)
+    assert gain["se"] == round(factor * math.sqrt(0.02 / 2 + 0.08 / 2), 2)
+    assert size_gain({"base": errors["base"]}, {"base": 45_000}) is None
