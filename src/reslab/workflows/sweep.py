@@ -59,9 +59,9 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
     """Train each config (skipping finished runs, resuming killed ones); returns the run folders.
 
     ``jobs > 1`` trains that many runs at once in worker processes, the machine's cores split between
-    them: two one-thread resnet20 runs on a 2-core AVX2 CPU train about 25% more images/s in all than one
-    two-thread run (400 against 320, fp32, 2026-11-27), as small convolutions scale poorly over threads. Workers report no
-    progress bar, only a line as each run ends.
+    them: two one-thread resnet20 runs on a 2-core AVX2 CPU train about 25% more images/s in all than
+    one two-thread run (400 against 320, fp32, 2026-11-27), as small convolutions scale poorly over
+    threads. Workers report no progress bar, only a line as each run ends.
     """
     if launched() and jobs > 1:
         raise ConfigError("--jobs spreads runs over processes of its own; under torchrun every run already uses "
