@@ -56,6 +56,23 @@ def test_experiment_writes_table_verdict_and_report(experiment):
     assert (root / "playground.html").is_file() and 'href="playground.html"' in html
 
 
+def test_finished_runs_copied_into_another_experiment_are_reused_even_without_checkpoints(experiment, tmp_path):
+    tmp, _ = experiment
+    shutil.copytree(tmp / "e" / "runs", tmp_path / "d" / "runs")  # a new place: out_dir differs from the stored one
+    shutil.rmtree(tmp_path / "d" / "runs" / "plain20" / "checkpoints")
+    summary = (tmp_path / "d" / "runs" / "resnet20" / "summary.json").read_text()  # holds its training time
+    cfg = base_cfg(tmp, 4, "--experiment.depths=[20]", "--experiment.plain=true", "--experiment.analysis_batch=32")
+    lines = []
+    exp = run_experiment("depth", replace(cfg, train=replace(cfg.train, record_gradients=True)), tmp_path / "d",
+                         Context(log=lines.append))
+    assert (tmp_path / "d" / "runs" / "resnet20" / "summary.json").read_text() == summary  # not retrained
+    assert not (tmp_path / "d" / "runs" / "plain20" / "checkpoints").exists()
+    assert "plain20: no checkpoint, left out of the gradient and response analyses" in lines
+    assert {r["model"]: r["precision"] for r in exp["table"]} == {"plain20": "fp32", "resnet20": "fp32"}
+    flows = json.loads((tmp_path / "d" / "analysis" / "gradients.json").read_text())["flows"]
+    assert set(flows) == {"resnet20 init", "resnet20 trained"}
+
+
 def test_reports_can_share_one_copy_of_plotly_beside_them(experiment, tmp_path):
     tmp, _ = experiment
     shared = tmp_path / "shared"

@@ -67,7 +67,7 @@ def summarise(runs: list[RunDir]) -> list[dict]:
             "final train error %": pct(f["train_error"]), "final val error %": pct(f["final"].get("val_error")),
             "best val error %": pct(s.get("best_val_error")),
             "paper test error %": PAPER_TEST_ERROR.get(s["model"], "-"),
-            "iterations": s["steps"], "train time s": s["train_time_s"],
+            "iterations": s["steps"], "precision": s.get("precision", "-"), "train time s": s["train_time_s"],
         })
     return table
 
@@ -106,10 +106,15 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
     """Train plain and residual networks with one recipe, then gradients, responses, table and verdict."""
     runs = train_sweep(base, list(models), folder, progress=None if ctx.jobs > 1 else ctx.progress, log=ctx.log,
                        jobs=ctx.jobs)
+    # a finished run copied in from elsewhere may have come without its checkpoints: in the table, not the analyses
+    kept = [r for r in runs if r.best_checkpoint.is_file() or r.last_checkpoint.is_file()]
+    for r in runs:
+        if r not in kept:
+            ctx.log(f"{r.name}: no checkpoint, left out of the gradient and response analyses")
     ctx.log("analysing gradients and layer responses")
-    flows = gradients_of_runs(runs, batch=analysis_batch)
+    flows = gradients_of_runs(kept, batch=analysis_batch)
     folder.write_analysis("gradients", {"flows": flows, "verdict": gradient_verdict(flows)})
-    responses = responses_of_runs(runs, batch=analysis_batch)
+    responses = responses_of_runs(kept, batch=analysis_batch)
     folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
     table = summarise(runs)
     ordered = sorted(models, key=depth_of)

@@ -205,7 +205,10 @@ class RunDir(Folder):
     def status(self, config: dict[str, Any] | None = None) -> str:
         """``finished`` (a summary, for ``config`` when given), ``resumable`` (a last checkpoint) or ``new``."""
         summary = self.read_summary()
-        if summary is not None and (config is None or same_recipe(summary.get("config"), config)):
+        stored = summary.get("config") if summary is not None else None
+        if isinstance(stored, dict) and config is not None:  # where the folder lies is not the recipe
+            stored = {**stored, "out_dir": config.get("out_dir"), "name": config.get("name")}
+        if summary is not None and (config is None or same_recipe(stored, config)):
             return "finished"
         if self.last_checkpoint.is_file():
             return "resumable"
