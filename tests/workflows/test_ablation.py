@@ -35,7 +35,9 @@ def test_each_arm_changes_one_thing_from_the_base():
 
 
 def test_a_small_ablation_runs_every_arm_and_seed_and_reports(tmp_path):
+    reference_run(tmp_path / "ref")
     cfg = load_config(None, ['--experiment.arms=["base", "jpeg-50", "jpeg-30"]', "--experiment.seeds=2",
+                             f"--experiment.reference=\"{tmp_path / 'ref'}\"",
                              "--train.steps=2", "--train.eval_every=2", "--train.log_every=1", "--train.precision=fp32",
                              "--data.dataset=sample", "--data.limit=128", "--data.val_size=64", "--data.batch_size=32",
                              f"--data.cache_dir=\"{tmp_path / 'cache'}\""])
@@ -49,12 +51,14 @@ def test_a_small_ablation_runs_every_arm_and_seed_and_reports(tmp_path):
     assert 'id="fig-jpeg_quality"' in report and "smallest detectable" in report
     assert exp["jpeg_cost"] is not None and exp["size_gain"] is None  # no 40k arm here
     assert "JPEG: the quality-75 copy costs between" in report
+    assert 'id="fig-effects"' in report and "The gap to the paper, split into causes" in report
+    assert exp["gap"]["reference error %"] == 12.48 and any(line.startswith("Gap: ") for line in exp["verdict"])
 
 
 def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencoding_models():
     import numpy as np
 
-    from reslab.experiments.ablation import jpeg_cost, line_fit, noise_power
+    from reslab.experiments.gap import jpeg_cost, line_fit, noise_power
 
     assert [noise_power(q) for q in (75, 50, 30)] == [0.25, 1.0, pytest.approx((5000 / 30 / 100) ** 2)]
     xs, ys, var = [0.25, 1.0, 2.5], [10.3, 11.9, 15.2], [0.04, 0.09, 0.01]
@@ -74,7 +78,7 @@ def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencodi
 
 
 def test_size_gain_extrapolates_linearly_in_the_log_of_the_size():
-    from reslab.experiments.ablation import size_gain
+    from reslab.experiments.gap import size_gain
 
     errors = {"base": {"val": [12.0, 12.2], "train": [1, 1]}, "train-40k": {"val": [13.0, 13.4], "train": [1, 1]}}
     gain = size_gain(errors, {"base": 45_000, "train-40k": 40_000})
@@ -82,3 +86,77 @@ def test_size_gain_extrapolates_linearly_in_the_log_of_the_size():
     assert gain["gain"] == round(factor * 1.1, 2) and gain["val error %"] == round(12.1 - factor * 1.1, 2)
     assert gain["se"] == round(factor * math.sqrt(0.02 / 2 + 0.08 / 2), 2)
     assert size_gain({"base": errors["base"]}, {"base": 45_000}) is None
+
+
+def test_line_fit_without_variances_takes_its_standard_error_from_the_residuals():
+    import numpy as np
+
+    from reslab.experiments.gap import line_fit
+
+    xs, ys = [0.25, 1.0, 2.78, 4.0], [10.3, 11.9, 15.2, 17.9]
+    a, b, se = line_fit(xs, ys, [0.0, 0.01, 0.02, 0.03])  # one arm whose seeds agreed exactly
+    (slope, intercept), cov = np.polyfit(xs, ys, 1, cov=True)  # cov scaled by the residuals' variance
+    assert (a, b) == (pytest.approx(intercept, abs=1e-12), pytest.approx(slope, abs=1e-12))
+    assert se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-10)
+    assert math.isnan(line_fit(xs[:2], ys[:2], [0.0, 0.0])[2])  # two points: no residual left
+
+
+def test_additivity_compares_the_combined_arm_with_the_sum_of_its_parts():
+    from reslab.experiments.gap import additivity
+
+    v = lambda *xs: {"val": list(xs), "train": [1.0] * len(xs)}  # noqa: E731
+    errors = {"base": v(10.0, 12.0), "decay-bn": v(9.0, 10.0), "pixel-mean": v(11.0, 11.0),
+              "ghost-bn-64": v(10.0, 11.0), "combined": v(8.0, 9.0)}
+    adds = additivity(errors)
+    # effects -1.5, 0, -0.5: parts -2.0; combined -2.5; the base enters the difference twice over
+    assert adds == {"combined": -2.5, "sum of parts": -2.0, "difference": -0.5,
+                    "se": round(math.sqrt(0.25 + 0.25 + 0 + 0.25 + 4 * 1.0), 2)}
+    assert additivity({k: errors[k] for k in ("base", "combined")}) is None
+
+
+def reference_run(root, *, precision="bf16", extra=()):
+    from reslab.rundir import RunDir
+
+    cfg = load_config(None, ["--train.steps=64000", "--data.val_size=5000", *extra])
+    run = RunDir(root).create(cfg)
+    run.write_summary({"steps": 64000, "epochs": 64000 * 128 / 45000, "precision": precision,
+                       "final": {"val_error": 0.1248}})
+    return cfg, run.read_summary()
+
+
+def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_the_paper(tmp_path):
+    from reslab.experiments.gap import gap_split, training_images
+
+    # 351 steps of 128 an epoch draw 44,928 of the 45,000 images; the description says what the set holds
+    assert training_images({"dataset": "folder (x): 45,000 train / 5,000 val", "steps": 8000, "epochs": 22.792}, 128) == 45_000
+    assert training_images({"steps": 8000, "epochs": 8000 / 351}, 128) == 44_928
+    row = lambda arm, e, se: {"arm": arm, "effect on val error": e, "effect se": se}  # noqa: E731
+    table = [row("base", None, None), row("bf16", 0.3, 0.2), row("decay-bn", -0.8, 0.25),
+             row("pixel-mean", 0.1, 0.3), row("ghost-bn-64", -0.4, 0.2)]
+    cost = {"cost low": 0.5, "cost high": 0.9, "se": 0.3}
+    gain = {"target": 50_000, "gain": 0.6, "se": 0.35}
+    ref, summary = reference_run(tmp_path / "ref")
+    gap = gap_split(table, cost, gain, ref, summary, 45_000)
+    points = {c["arm"]: (c["low"], c["high"], c["se"]) for c in gap["causes"]}
+    assert points == {"bf16": (0.3, 0.3, 0.2), "decay-bn": (0.8, 0.8, 0.25), "pixel-mean": (-0.1, -0.1, 0.3),
+                      "ghost-bn-64": (0.4, 0.4, 0.2), "train-40k": (0.6, 0.6, 0.35), "jpeg-50, jpeg-30": (0.5, 0.9, 0.3),
+                      "": (0.0, 0.0, round(100 * math.sqrt(0.1248 * 0.8752 / 5000 + 0.0875 * 0.9125 / 10000), 2))}
+    assert gap["gap"] == round(12.48 - 8.75, 2) and gap["explained"] == [2.5, 2.9]
+    assert gap["unexplained"] == [round(3.73 - 2.9, 2), round(3.73 - 2.5, 2)]
+    assert gap["se"] == round(math.sqrt(sum(se ** 2 for _, _, se in points.values())), 2)
+    # a reference that trained in fp32 with BatchNorm decay and He et al.'s mean has only the rest to explain
+    ref, summary = reference_run(tmp_path / "ref2", precision="fp32",
+                                 extra=["--optim.decay_norm_and_bias=true", '--data.normalize="pixel"'])
+    arms = [c["arm"] for c in gap_split(table, cost, None, ref, summary, 45_000)["causes"]]
+    assert arms == ["ghost-bn-64", "jpeg-50, jpeg-30", ""]
+
+
+def test_the_reference_run_is_checked_before_any_training(tmp_path):
+    cfg = load_config(None, ["--train.steps=2", "--data.dataset=sample", f"--experiment.reference=\"{tmp_path / 'none'}\""])
+    with pytest.raises(ConfigError, match="no finished run with a validation error"):
+        run_experiment("ablation", cfg, tmp_path / "a")
+    reference_run(tmp_path / "ref", extra=['--model.name="resnet56"'])
+    cfg = load_config(None, ["--train.steps=2", "--data.dataset=sample", f"--experiment.reference=\"{tmp_path / 'ref'}\""])
+    with pytest.raises(ConfigError, match="trained resnet56; the ablation trains resnet20"):
+        run_experiment("ablation", cfg, tmp_path / "a")
+    assert not (tmp_path / "a" / "runs").exists()

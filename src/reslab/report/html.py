@@ -240,11 +240,10 @@ def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
         page.h2("Summary")
         cols = list(table[0])
         page.table(cols, [[r[c] for c in cols] for r in table])
-    if exp.get("jpeg"):
-        page.h2("Error against JPEG quality")
-        page.figure(plots.jpeg_figure(exp["jpeg"]), "jpeg_quality", "Final validation error (mean, bars: seed "
-                    "standard deviation) against the quality the images were re-encoded at; re-encoding compresses "
-                    "twice, so the slope overestimates the JPEG effect.", interactive.jpeg(exp["jpeg"]))
+    if exp.get("kind") == "ablation":
+        from reslab.report.ablation import ablation_sections
+
+        ablation_sections(page, exp)
     curves = {name: folder.run(name).read_metrics() for name in exp.get("runs", [])}
     if exp.get("panels"):
         page.h2("Training and validation error")

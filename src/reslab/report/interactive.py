@@ -172,13 +172,3 @@ def interpolation(results: dict[str, dict]) -> go.Figure:
     fig.update_xaxes(title_text="alpha: trained weights (0) to initialisation (1)")
     fig.update_yaxes(type="log", title_text="loss")
     return _layout(fig, height=380)
-
-
-def jpeg(points: Sequence[dict]) -> go.Figure:
-    """Validation error against JPEG quality, mean and seed spread."""
-    fig = go.Figure(go.Scatter(x=[p["quality"] for p in points], y=[p["val error %"] for p in points],
-                               error_y=dict(array=[p["val sd"] for p in points]), mode="lines+markers",
-                               line=dict(color=COLORS[0]), name="validation error"))
-    fig.update_xaxes(title_text="JPEG quality (75: the shared copy; lower: re-encoded from it)", autorange="reversed")
-    fig.update_yaxes(title_text="final validation error (%)")
-    return _layout(fig, height=360)

@@ -272,17 +272,3 @@ def interpolation_figure(results: dict[str, dict]):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def jpeg_figure(points: Sequence[dict]):
-    """Validation error (mean and seed spread) against the JPEG quality the images were re-encoded at."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    qs = [p["quality"] for p in points]
-    ax.errorbar(qs, [p["val error %"] for p in points], yerr=[p["val sd"] for p in points], marker="o", capsize=3,
-                color=COLORS[0])
-    ax.set_xlabel("JPEG quality (75: the shared copy; lower: re-encoded from it)")
-    ax.set_ylabel("final validation error (%)")
-    ax.invert_xaxis()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig

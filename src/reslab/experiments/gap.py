@@ -1,0 +1,164 @@
+"""Statistics of the ablation (:mod:`reslab.experiments.ablation`): what its arms say beyond their table.
+
+JPEG arms re-encode the shared JPEG-75 copy at lower quality. That compresses twice, so it bounds the
+JPEG effect instead of measuring it. :func:`jpeg_cost` puts a number on it: JPEG quantises the DCT
+coefficients with libjpeg's standard tables scaled by s(q) = 5000/q (q < 50) or 200 - 2q (q >= 50) per
+cent, so its noise power grows as s(q)^2; the error is fitted as a line in that noise power (weighted by
+each arm's standard error) and read at zero, the lossless images. Re-encoding a JPEG-75 image at a
+coarser step either absorbs the first rounding (noise power s(q)^2, the steeper line, hence the upper
+bound) or adds to it (0.25 + s(q)^2, the lower): the JPEG-75 copy's cost is reported as that interval.
+:func:`size_gain` reads the 40k arm the same way: error linear in the log of the training-set size (the
+local form of a learning curve), extrapolated from 45k to 50k.
+
+With ``experiment.reference`` naming a finished full-length run of the recipe (``results/cifar10_resnet20_paper``),
+:func:`gap_split` splits that run's gap to He et al.'s test error into the measured causes: each lever in which the
+reference differs from the paper (read from its config and summary), the JPEG cost, the missing 5k training images,
+and the sampling noise of a 5k validation split against a 10k test set. The effects come from shorter runs; that
+they carry over to the full schedule is an assumption, and the record says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from reslab.config import RunConfig
+from reslab.experiments.degradation import PAPER_TEST_ERROR
+
+JPEG_ARMS = {"base": 75, "jpeg-50": 50, "jpeg-30": 30}  # the shared copy is JPEG quality 75
+PARTS = ("decay-bn", "pixel-mean", "ghost-bn-64")  # what the combined arm turns on together
+CIFAR10_TEST_IMAGES = 10_000  # the test set He et al. report on
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+
+
+def mean_var(values: list[float]) -> tuple[float, float]:
+    """The mean and the variance of the mean (s^2 / n)."""
+    m, s = mean_sd(values)
+    return m, s ** 2 / len(values)
+
+
+def training_images(summary: dict, batch: int) -> int:
+    """How many images a run trained on: the count its data description gives ("45,000 train / ..."), else
+    the images an epoch's steps drew (a batch short of the set at most: the last partial batch is dropped)."""
+    found = re.search(r"([\d,]+) train /", summary.get("dataset", ""))
+    return int(found.group(1).replace(",", "")) if found else round(summary["steps"] * batch / summary["epochs"])
+
+
+def noise_power(quality: int) -> float:
+    """JPEG's quantisation noise power at ``quality``, relative to quality 50: libjpeg's table scaling, squared."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return (scale / 100) ** 2
+
+
+def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> tuple[float, float, float]:
+    """Weighted least squares y = a + b x with weights 1/variance: (a, b, standard error of b). Where a
+    variance is zero (seeds that agree exactly) the points weigh the same and the standard error comes from
+    the residuals instead (nan with only two points: nothing is left to estimate it from)."""
+    known = all(v > 0 for v in variances)
+    w = [1 / v for v in variances] if known else [1.0] * len(xs)
+    sw = sum(w)
+    xm, ym = sum(wi * x for wi, x in zip(w, xs)) / sw, sum(wi * y for wi, y in zip(w, ys)) / sw
+    sxx = sum(wi * (x - xm) ** 2 for wi, x in zip(w, xs))
+    b = sum(wi * (x - xm) * (y - ym) for wi, x, y in zip(w, xs, ys)) / sxx
+    a = ym - b * xm
+    if known:
+        return a, b, math.sqrt(1 / sxx)
+    if len(xs) < 3:
+        return a, b, float("nan")
+    return a, b, math.sqrt(sum((y - a - b * x) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2) / sxx)
+
+
+def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
+    """What the JPEG-75 copy costs in validation error against lossless images, as an interval over the
+    two models of re-encoding (see the module's text); None without two JPEG qualities."""
+    arms = [a for a in JPEG_ARMS if a in errors]
+    if len(arms) < 2:
+        return None
+    base_q = JPEG_ARMS["base"]
+    ys, var = map(list, zip(*(mean_var(errors[a]["val"]) for a in arms)))
+    fits = {}
+    for model, extra in (("absorbed", 0.0), ("added", noise_power(base_q))):
+        xs = [noise_power(JPEG_ARMS[a]) + (extra if a != "base" else 0.0) for a in arms]
+        a, b, se = line_fit(xs, ys, var)
+        fits[model] = {"cost": b * noise_power(base_q), "se": se * noise_power(base_q), "lossless error %": a,
+                       "intercept": a, "slope": b, "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)}}
+    low, high = sorted(fits.values(), key=lambda f: f["cost"])
+    return {"cost low": round(low["cost"], 2), "cost high": round(high["cost"], 2),
+            "se": round(max(low["se"], high["se"]), 2),
+            "lossless error %": sorted(round(f["lossless error %"], 2) for f in fits.values()),
+            "fits": {model: {k: f[k] for k in ("intercept", "slope", "x")} for model, f in fits.items()}}
+
+
+def size_gain(errors: dict[str, dict[str, list[float]]], sizes: dict[str, int], target: int = 50_000) -> dict | None:
+    """The validation error at ``target`` training images, from the base and the smaller arm, with error
+    linear in log(size); None without the ``train-40k`` arm."""
+    if "train-40k" not in errors or sizes.get("train-40k", 0) >= sizes.get("base", 0):
+        return None
+    (mb, sb), (ms, ss) = mean_sd(errors["base"]["val"]), mean_sd(errors["train-40k"]["val"])
+    factor = math.log(target / sizes["base"]) / math.log(sizes["base"] / sizes["train-40k"])
+    se = math.sqrt(sb ** 2 / len(errors["base"]["val"]) + ss ** 2 / len(errors["train-40k"]["val"]))
+    return {"target": target, "val error %": round(mb - factor * (ms - mb), 2), "gain": round(factor * (ms - mb), 2),
+            "se": round(factor * se, 2), "sizes": dict(sizes)}
+
+
+def additivity(errors: dict[str, dict[str, list[float]]]) -> dict | None:
+    """The combined arm's effect against the sum of its parts' effects, and the standard error of their
+    difference (combined - sum of parts = m_c - sum m_i + (k - 1) m_base: the arms share the base)."""
+    if "combined" not in errors or not all(p in errors for p in PARTS):
+        return None
+    (mb, vb), (mc, vc) = mean_var(errors["base"]["val"]), mean_var(errors["combined"]["val"])
+    parts = [mean_var(errors[p]["val"]) for p in PARTS]
+    total = sum(m - mb for m, _ in parts)
+    diff_var = vc + sum(v for _, v in parts) + (len(PARTS) - 1) ** 2 * vb
+    return {"combined": round(mc - mb, 2), "sum of parts": round(total, 2), "difference": round(mc - mb - total, 2),
+            "se": round(math.sqrt(diff_var), 2)}
+
+
+def gap_causes(ref: RunConfig, summary: dict) -> dict[str, tuple[bool, int, str]]:
+    """Per lever arm: whether the reference run differs from He et al. in it, the sign that turns the arm's
+    effect into the error it adds to the reference (+1: the arm is what the reference did; -1: what the paper
+    did), and what it is."""
+    return {
+        "bf16": (summary.get("precision") == "bf16", 1, "bf16 training (He et al.: fp32)"),
+        "decay-bn": (not ref.optim.decay_norm_and_bias, -1,
+                     "no weight decay on BatchNorm/bias (the paper does not say; fb.resnet.torch decays them)"),
+        "pixel-mean": (ref.data.normalize != "pixel", -1, "per-channel mean/std (He et al.: per-pixel mean)"),
+        "ghost-bn-64": (ref.data.batch_size // ref.train.accumulate > 64, -1,
+                        f"BatchNorm over {ref.data.batch_size // ref.train.accumulate} images (He et al.: 64 a GPU)"),
+    }
+
+
+def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunConfig, summary: dict,
+              base_images: int) -> dict:
+    """The reference run's gap to the paper's test error, split into the causes the arms measured (points of
+    error each adds to the reference, with standard errors); the JPEG cost is an interval, so the sums are."""
+    ref_error, paper = 100 * summary["final"]["val_error"], PAPER_TEST_ERROR[ref.model.name]
+    effects = {r["arm"]: (r["effect on val error"], r["effect se"]) for r in table if r["arm"] != "base"}
+    rows = []
+    for arm, (differs, sign, what) in gap_causes(ref, summary).items():
+        if differs and arm in effects:
+            rows.append({"cause": what, "arm": arm, "low": sign * effects[arm][0], "high": sign * effects[arm][0],
+                         "se": effects[arm][1]})
+    images = training_images(summary, ref.data.batch_size)
+    if gain and images == base_images:
+        rows.append({"cause": f"{images:,} training images (He et al.: {gain['target']:,})", "arm": "train-40k",
+                     "low": gain["gain"], "high": gain["gain"], "se": gain["se"]})
+    if cost and ref.data.jpeg_quality == 0:
+        rows.append({"cause": "the JPEG-75 copy (He et al.: the lossless images)", "arm": "jpeg-50, jpeg-30",
+                     "low": cost["cost low"], "high": cost["cost high"], "se": cost["se"]})
+    p, q, n = ref_error / 100, paper / 100, ref.data.val_size
+    rows.append({"cause": f"sampling: {n:,} held-out images against the paper's {CIFAR10_TEST_IMAGES:,} test images",
+                 "arm": "", "low": 0.0, "high": 0.0,
+                 "se": round(100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES), 2)})
+    gap = ref_error - paper
+    low, high = sum(r["low"] for r in rows), sum(r["high"] for r in rows)
+    se = math.sqrt(sum(r["se"] ** 2 for r in rows))
+    return {"reference error %": round(ref_error, 2), "paper error %": paper, "gap": round(gap, 2),
+            "reference steps": summary["steps"], "causes": [{**r, "low": round(r["low"], 2), "high": round(r["high"], 2)}
+                                                            for r in rows],
+            "explained": [round(low, 2), round(high, 2)], "unexplained": [round(gap - high, 2), round(gap - low, 2)],
+            "se": round(se, 2)}
