@@ -125,7 +125,8 @@ def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_fold
 
 
 @pytest.mark.parametrize("args, message", [
-    (["experiment", "degradation"], "needs a recipe"),
+    (["experiment", "degradation"], "needs a recipe: a CONFIG such as configs/cifar10_degradation.toml"),
+    (["experiment", "ablation"], "needs a recipe: a CONFIG such as configs/cifar10_ablation.toml"),
     (["experiment", "degradation", "--train.epochs=1", "--models", "resnet21"], "unknown model 'resnet21'"),
     (["experiment", "optimizers", "--train.epochs=1", '--experiment.rules=["lbfgs"]'], "unknown optimizer 'lbfgs'"),
     # an old flag an experiment does not take points at the experiment's own options
@@ -140,6 +141,20 @@ def test_experiment_and_analysis_bad_input(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_each_experiment_names_a_recipe_that_exists_and_runs_it():
+    from pathlib import Path
+
+    from reslab.config import load_config
+    from reslab.experiments import experiment, experiment_names, experiment_options
+
+    root = Path(__file__).resolve().parents[1]
+    for name in experiment_names():
+        spec = experiment(name)
+        if spec.needs_recipe:
+            assert spec.recipe and (root / spec.recipe).is_file(), name
+            experiment_options(name, load_config(root / spec.recipe, []))  # its [experiment] table fits
 
 
 def test_demo_prints_its_plan_and_expected_time_and_takes_overrides(tmp_path, capsys):

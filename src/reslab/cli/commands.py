@@ -126,8 +126,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     overrides = _experiment_overrides(args)
     if (spec.needs_recipe and args.config is None
             and not any(o.startswith(("--train.steps=", "--train.epochs=")) for o in overrides)):
-        raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG such as configs/cifar10_degradation.toml "
-                          f"(or at least --train.epochs=N)")
+        example = f" such as {spec.recipe}" if spec.recipe else ""
+        raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG{example} (or at least --train.epochs=N)")
     if args.jobs < 1:
         raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
     if not spec.needs_recipe and args.config is None:

@@ -37,14 +37,15 @@ class Experiment:
     run: Callable[[RunConfig, Any, ExperimentDir, Context], dict]
     summary: str
     needs_recipe: bool = True  # trains networks, so it needs a training recipe (a CONFIG)
+    recipe: str = ""  # the recipe in configs/ that it is usually run with
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def register(name: str, options: type, *, summary: str, needs_recipe: bool = True):
+def register(name: str, options: type, *, summary: str, needs_recipe: bool = True, recipe: str = ""):
     def add(fn):
-        EXPERIMENTS.register(name, fn, spec=Experiment(name, options, fn, summary, needs_recipe))
+        EXPERIMENTS.register(name, fn, spec=Experiment(name, options, fn, summary, needs_recipe, recipe))
         return fn
     return add
 

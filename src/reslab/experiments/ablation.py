@@ -114,6 +114,7 @@ def verdict(table: list[dict]) -> list[str]:
 
 
 @register("ablation", AblationOptions,
+          recipe="configs/cifar10_ablation.toml",
           summary="the paper recipe against arms changing one thing each (precision, BN decay, mean, BN batch, "
                   "data size, JPEG quality), several seeds")
 def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDir, ctx: Context) -> dict:

@@ -38,6 +38,7 @@ class ArchitecturesOptions:
 
 
 @register("architectures", ArchitecturesOptions,
+          recipe="configs/cifar10_architectures.toml",
           summary="plain, ResNet, DenseNet-BC, GoogLeNet side by side: error, parameters, FLOPs, speed, gradient flow")
 def run_architectures(base: RunConfig, options: ArchitecturesOptions, folder: ExperimentDir, ctx: Context) -> dict:
     entries = options.entries()

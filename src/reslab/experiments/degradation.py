@@ -130,6 +130,7 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
 
 
 @register("degradation", DegradationOptions,
+          recipe="configs/cifar10_degradation.toml",
           summary="plain vs residual twins at two depths, curves in the style of He et al. Figure 6, verdict, report")
 def run_degradation(base: RunConfig, options: DegradationOptions, folder: ExperimentDir, ctx: Context) -> dict:
     return run_twins(base, options.models, folder, ctx, kind="degradation", title=options.title,

@@ -29,7 +29,8 @@ class DepthOptions:
                                   f"56, 110{', 1202 without --experiment.plain' if self.plain else ', 1202'})")
 
 
-@register("depth", DepthOptions, summary="He et al. Table 6, with the paper's errors beside ours")
+@register("depth", DepthOptions, recipe="configs/cifar10_degradation.toml",
+          summary="He et al. Table 6, with the paper's errors beside ours")
 def run_depth(base: RunConfig, options: DepthOptions, folder: ExperimentDir, ctx: Context) -> dict:
     return run_twins(base, options.models(), folder, ctx, kind="depth",
                      title="Depth: error against depth (He et al. Table 6)", analysis_batch=options.analysis_batch)

@@ -33,7 +33,8 @@ class OptimizersOptions:
                 raise ConfigError(f"unknown optimizer {rule!r}; known: {', '.join(USUAL)}")
 
 
-@register("optimizers", OptimizersOptions, summary="SGD, momentum, RMSProp, Adam, AdamW at their usual rates on one budget")
+@register("optimizers", OptimizersOptions, recipe="configs/cifar10_optimizers.toml",
+          summary="SGD, momentum, RMSProp, Adam, AdamW at their usual rates on one budget")
 def run_optimizers(base: RunConfig, options: OptimizersOptions, folder: ExperimentDir, ctx: Context) -> dict:
     configs = [replace(base, name=n, out_dir=str(folder.runs_root), experiment={},
                        optim=replace(base.optim, name=n, **USUAL[n])) for n in options.rules]

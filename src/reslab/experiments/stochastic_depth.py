@@ -60,6 +60,7 @@ def check_test_time_scaling(model: torch.nn.Module, x: torch.Tensor) -> dict:
 
 
 @register("stochastic-depth", StochasticDepthOptions,
+          recipe="configs/cifar10_stochastic_depth.toml",
           summary="constant depth versus linear decay to p_L: curves, time per epoch, the test-time rule checked")
 def run_stochastic_depth(base: RunConfig, options: StochasticDepthOptions, folder: ExperimentDir,
                          ctx: Context) -> dict:
