@@ -76,7 +76,7 @@ class ArrayDataset:
                                                                  subsampling=2, optimize=False)
             buffer.seek(0)
             with Image.open(buffer) as im:
-                out[i] = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+                out[i] = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)  # a writable copy
         return ArrayDataset(out, self.labels.clone(), list(self.classes))
 
     def subset(self, indices: Tensor | Sequence[int]) -> ArrayDataset:
