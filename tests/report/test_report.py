@@ -258,3 +258,31 @@ def test_parallel_runs_match_sequential_ones(tmp_path):
         ra = [r for r in a.read_metrics() if r["kind"] == "eval"]
         rb = [r for r in b.read_metrics() if r["kind"] == "eval"]
         assert [r["val_loss"] for r in ra] == [r["val_loss"] for r in rb]
+
+
+def test_the_jpeg_figure_draws_each_reencoding_model_read_at_zero_and_falls_back_without_fits():
+    from reslab.report.ablation import jpeg, jpeg_figure, jpeg_panels
+
+    points = [{"quality": 75, "val error %": 15.3, "val sd": 0.2}, {"quality": 50, "val error %": 16.0, "val sd": 0.3}]
+    fits = {"absorbed": {"intercept": 15.0, "slope": 1.0, "x": {"75": 0.25, "50": 1.0}},
+            "added": {"intercept": 14.9, "slope": 0.8, "x": {"75": 0.25, "50": 1.25}}}
+    panels = jpeg_panels(points, {"fits": fits})
+    assert [p["x"] for p in panels] == [[0.25, 1.0], [0.25, 1.25]] and panels[1]["line"] == (14.9, 0.8)
+    fig = jpeg(points, {"fits": fits})
+    lossless = [t for t in fig.data if t.name == "lossless (read at 0)"]
+    assert [(list(t.x), list(t.y)) for t in lossless] == [([0], [15.0]), ([0], [14.9])]
+    assert len(jpeg_figure(points, {"fits": fits}).axes) == 2
+    # a record written before the fits were kept: one panel against quality, no line
+    assert jpeg_panels(points, None) == [{"title": "", "x": [75, 50], "xlabel": "JPEG quality", "line": None}]
+    assert len(jpeg(points, None).data) == 1
+
+
+def test_the_effects_figure_marks_the_effects_whose_interval_excludes_zero():
+    from reslab.report.ablation import effects
+
+    table = [{"arm": "base", "effect on val error": None, "effect se": None, "seeds": 3, "what differs": ""},
+             {"arm": "decay-bn", "effect on val error": -0.5, "effect se": 0.2, "seeds": 3, "what differs": "d"},
+             {"arm": "bf16", "effect on val error": 0.3, "effect se": 0.2, "seeds": 3, "what differs": "b"}]
+    (trace,) = effects(table).data
+    assert list(trace.y) == ["decay-bn", "bf16"] and list(trace.error_x.array) == [0.392, 0.392]
+    assert trace.marker.color[0] != trace.marker.color[1]  # -0.5 +- 0.39 excludes zero, 0.3 +- 0.39 does not
