@@ -74,6 +74,9 @@ def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencodi
     cost = jpeg_cost(errors)
     assert cost["cost high"] == 0.5 and 10.0 in cost["lossless error %"]
     assert cost["cost low"] < cost["cost high"]  # the added-noise model stretches the x axis: a flatter line
+    for end in ("low", "high"):  # the cost is linear in the arms' means, with the coefficients it reports
+        linear = sum(c * sum(errors[arm]["val"]) / 3 for arm, c in cost[f"coef {end}"].items())
+        assert round(linear, 2) == cost[f"cost {end}"]
     assert jpeg_cost({"base": errors["base"]}) is None
 
 
@@ -133,21 +136,30 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
     row = lambda arm, e, se: {"arm": arm, "effect on val error": e, "effect se": se}  # noqa: E731
     table = [row("base", None, None), row("bf16", 0.3, 0.2), row("decay-bn", -0.8, 0.25),
              row("pixel-mean", 0.1, 0.3), row("ghost-bn-64", -0.4, 0.2)]
-    cost = {"cost low": 0.5, "cost high": 0.9, "se": 0.3}
-    gain = {"target": 50_000, "gain": 0.6, "se": 0.35}
+    cost = {"cost low": 0.5, "cost high": 0.9, "se": 0.3, "coef low": {"base": -0.3, "jpeg-50": 0.1, "jpeg-30": 0.2},
+            "coef high": {"base": -0.5, "jpeg-50": 0.2, "jpeg-30": 0.3}}
+    gain = {"target": 50_000, "gain": 0.6, "se": 0.35, "coef": {"train-40k": 0.9, "base": -0.9}}
+    var = {"base": 0.01, "bf16": 0.03, "decay-bn": 0.05, "pixel-mean": 0.08, "ghost-bn-64": 0.03, "train-40k": 0.1,
+           "jpeg-50": 0.05, "jpeg-30": 0.06}
     ref, summary = reference_run(tmp_path / "ref")
-    gap = gap_split(table, cost, gain, ref, summary, 45_000)
+    gap = gap_split(table, cost, gain, ref, summary, 45_000, var)
+    sampling = 100 * math.sqrt(0.1248 * 0.8752 / 5000 + 0.0875 * 0.9125 / 10000)
     points = {c["arm"]: (c["low"], c["high"], c["se"]) for c in gap["causes"]}
     assert points == {"bf16": (0.3, 0.3, 0.2), "decay-bn": (0.8, 0.8, 0.25), "pixel-mean": (-0.1, -0.1, 0.3),
                       "ghost-bn-64": (0.4, 0.4, 0.2), "train-40k": (0.6, 0.6, 0.35), "jpeg-50, jpeg-30": (0.5, 0.9, 0.3),
-                      "": (0.0, 0.0, round(100 * math.sqrt(0.1248 * 0.8752 / 5000 + 0.0875 * 0.9125 / 10000), 2))}
+                      "": (0.0, 0.0, round(sampling, 2))}
     assert gap["gap"] == round(12.48 - 8.75, 2) and gap["explained"] == [2.5, 2.9]
     assert gap["unexplained"] == [round(3.73 - 2.9, 2), round(3.73 - 2.5, 2)]
-    assert gap["se"] == round(math.sqrt(sum(se ** 2 for _, _, se in points.values())), 2)
+    # the base enters every cause: bf16 -1, the three levers +1 each, the size -0.9, the JPEG line -0.3 or -0.5
+    coefs = {"bf16": 1, "decay-bn": -1, "pixel-mean": -1, "ghost-bn-64": -1, "train-40k": 0.9}
+    low_end = {**coefs, "jpeg-50": 0.1, "jpeg-30": 0.2, "base": -1 + 3 - 0.9 - 0.3}
+    high_end = {**coefs, "jpeg-50": 0.2, "jpeg-30": 0.3, "base": -1 + 3 - 0.9 - 0.5}
+    low_end, high_end = (sum(c * c * var[arm] for arm, c in end.items()) for end in (low_end, high_end))
+    assert gap["se"] == round(math.sqrt(max(low_end, high_end) + sampling ** 2), 2)
     # a reference that trained in fp32 with BatchNorm decay and He et al.'s mean has only the rest to explain
     ref, summary = reference_run(tmp_path / "ref2", precision="fp32",
                                  extra=["--optim.decay_norm_and_bias=true", '--data.normalize="pixel"'])
-    arms = [c["arm"] for c in gap_split(table, cost, None, ref, summary, 45_000)["causes"]]
+    arms = [c["arm"] for c in gap_split(table, cost, None, ref, summary, 45_000, var)["causes"]]
     assert arms == ["ghost-bn-64", "jpeg-50, jpeg-30", ""]
 
 

@@ -23,7 +23,8 @@ from reslab.errors import ConfigError
 from reslab.experiments import Context, register
 from reslab.experiments.common import finish, run_figures
 from reslab.experiments.degradation import PAPER_TEST_ERROR
-from reslab.experiments.gap import JPEG_ARMS, additivity, gap_split, jpeg_cost, mean_sd, size_gain, training_images
+from reslab.experiments.gap import (JPEG_ARMS, additivity, gap_split, jpeg_cost, mean_sd, mean_var, size_gain,
+                                    training_images)
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.sweep import train_configs
 
@@ -134,7 +135,8 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
     jpeg = [{"quality": JPEG_ARMS[r["arm"]], "val error %": r["val error %"], "val sd": r["val sd"]}
             for r in table if r["arm"] in JPEG_ARMS]
     cost, gain, adds = jpeg_cost(errors), size_gain(errors, sizes), additivity(errors)
-    gap = gap_split(table, cost, gain, *reference, sizes["base"]) if reference else None
+    variances = {arm: mean_var(e["val"])[1] for arm, e in errors.items()}
+    gap = gap_split(table, cost, gain, *reference, sizes["base"], variances) if reference else None
     lines = verdict(table)
     if cost:
         lines.append(f"JPEG: the quality-75 copy costs between {cost['cost low']:+.2f} and {cost['cost high']:+.2f} "

@@ -84,12 +84,18 @@ def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
     for model, extra in (("absorbed", 0.0), ("added", noise_power(base_q))):
         xs = [noise_power(JPEG_ARMS[a]) + (extra if a != "base" else 0.0) for a in arms]
         a, b, se = line_fit(xs, ys, var)
+        # the slope is linear in the arms' means, b = sum_j w_j (x_j - xbar) y_j / sxx: keep its coefficients
+        w = [1 / v for v in var] if all(v > 0 for v in var) else [1.0] * len(xs)
+        xbar = sum(wi * x for wi, x in zip(w, xs)) / sum(w)
+        sxx = sum(wi * (x - xbar) ** 2 for wi, x in zip(w, xs))
         fits[model] = {"cost": b * noise_power(base_q), "se": se * noise_power(base_q), "lossless error %": a,
-                       "intercept": a, "slope": b, "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)}}
+                       "intercept": a, "slope": b, "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)},
+                       "coef": {arm: noise_power(base_q) * wi * (x - xbar) / sxx for arm, wi, x in zip(arms, w, xs)}}
     low, high = sorted(fits.values(), key=lambda f: f["cost"])
     return {"cost low": round(low["cost"], 2), "cost high": round(high["cost"], 2),
             "se": round(max(low["se"], high["se"]), 2),
             "lossless error %": sorted(round(f["lossless error %"], 2) for f in fits.values()),
+            "coef low": low["coef"], "coef high": high["coef"],
             "fits": {model: {k: f[k] for k in ("intercept", "slope", "x")} for model, f in fits.items()}}
 
 
@@ -102,7 +108,7 @@ def size_gain(errors: dict[str, dict[str, list[float]]], sizes: dict[str, int], 
     factor = math.log(target / sizes["base"]) / math.log(sizes["base"] / sizes["train-40k"])
     se = math.sqrt(sb ** 2 / len(errors["base"]["val"]) + ss ** 2 / len(errors["train-40k"]["val"]))
     return {"target": target, "val error %": round(mb - factor * (ms - mb), 2), "gain": round(factor * (ms - mb), 2),
-            "se": round(factor * se, 2), "sizes": dict(sizes)}
+            "se": round(factor * se, 2), "sizes": dict(sizes), "coef": {"train-40k": factor, "base": -factor}}
 
 
 def additivity(errors: dict[str, dict[str, list[float]]]) -> dict | None:
@@ -133,32 +139,42 @@ def gap_causes(ref: RunConfig, summary: dict) -> dict[str, tuple[bool, int, str]
 
 
 def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunConfig, summary: dict,
-              base_images: int) -> dict:
+              base_images: int, variances: dict[str, float]) -> dict:
     """The reference run's gap to the paper's test error, split into the causes the arms measured (points of
-    error each adds to the reference, with standard errors); the JPEG cost is an interval, so the sums are."""
+    error each adds to the reference, with standard errors); the JPEG cost is an interval, so the sums are.
+
+    Every cause is linear in the arms' means (``variances``: each arm's variance of the mean), and the causes
+    share the base arm, so the sum's standard error adds the coefficients arm by arm before squaring."""
     ref_error, paper = 100 * summary["final"]["val_error"], PAPER_TEST_ERROR[ref.model.name]
     effects = {r["arm"]: (r["effect on val error"], r["effect se"]) for r in table if r["arm"] != "base"}
     rows = []
     for arm, (differs, sign, what) in gap_causes(ref, summary).items():
         if differs and arm in effects:
             rows.append({"cause": what, "arm": arm, "low": sign * effects[arm][0], "high": sign * effects[arm][0],
-                         "se": effects[arm][1]})
+                         "se": effects[arm][1], "coef": ({arm: sign, "base": -sign},) * 2})
     images = training_images(summary, ref.data.batch_size)
     if gain and images == base_images:
         rows.append({"cause": f"{images:,} training images (He et al.: {gain['target']:,})", "arm": "train-40k",
-                     "low": gain["gain"], "high": gain["gain"], "se": gain["se"]})
+                     "low": gain["gain"], "high": gain["gain"], "se": gain["se"], "coef": (gain["coef"],) * 2})
     if cost and ref.data.jpeg_quality == 0:
         rows.append({"cause": "the JPEG-75 copy (He et al.: the lossless images)", "arm": "jpeg-50, jpeg-30",
-                     "low": cost["cost low"], "high": cost["cost high"], "se": cost["se"]})
+                     "low": cost["cost low"], "high": cost["cost high"], "se": cost["se"],
+                     "coef": (cost["coef low"], cost["coef high"])})
     p, q, n = ref_error / 100, paper / 100, ref.data.val_size
+    sampling = 100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES)
     rows.append({"cause": f"sampling: {n:,} held-out images against the paper's {CIFAR10_TEST_IMAGES:,} test images",
-                 "arm": "", "low": 0.0, "high": 0.0,
-                 "se": round(100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES), 2)})
+                 "arm": "", "low": 0.0, "high": 0.0, "se": round(sampling, 2), "coef": ({}, {})})
     gap = ref_error - paper
     low, high = sum(r["low"] for r in rows), sum(r["high"] for r in rows)
-    se = math.sqrt(sum(r["se"] ** 2 for r in rows))
+    spread = []
+    for end in (0, 1):
+        total: dict[str, float] = {}
+        for r in rows:
+            for arm, c in r["coef"][end].items():
+                total[arm] = total.get(arm, 0.0) + c
+        spread.append(math.sqrt(sum(c * c * variances[arm] for arm, c in total.items()) + sampling ** 2))
     return {"reference error %": round(ref_error, 2), "paper error %": paper, "gap": round(gap, 2),
-            "reference steps": summary["steps"], "causes": [{**r, "low": round(r["low"], 2), "high": round(r["high"], 2)}
-                                                            for r in rows],
+            "reference steps": summary["steps"],
+            "causes": [{k: round(v, 2) if k in ("low", "high") else v for k, v in r.items() if k != "coef"} for r in rows],
             "explained": [round(low, 2), round(high, 2)], "unexplained": [round(gap - high, 2), round(gap - low, 2)],
-            "se": round(se, 2)}
+            "se": round(max(spread), 2)}
