@@ -172,3 +172,15 @@ def test_demo_prints_its_plan_and_expected_time_and_takes_overrides(tmp_path, ca
     assert runs == ["plain20", "resnet20"]
     summary = json.loads((out / "runs" / "resnet20" / "summary.json").read_text())
     assert summary["steps"] == 2 and "16x16" in summary["dataset"]
+
+
+def test_a_corrupt_record_in_a_folder_is_named_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "experiment.json").write_text('{"title": "cut off')
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "experiment.json is not valid JSON" in err and len(err.splitlines()) == 1
+    (folder / "experiment.json").write_bytes(b"\xff\xfe{}")
+    assert main(["report", str(folder)]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reslab.config import RunConfig, as_dict
+from reslab.rundir.lock import RunFolderError
 
 
 def default_mode(directory: bool = False) -> int:
@@ -52,7 +53,14 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The file's JSON, None where there is no file; a file that is not JSON is refused, naming it."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        reason = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+        raise RunFolderError(f"{path} is not valid JSON ({reason}); restore or remove it") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
