@@ -55,3 +55,12 @@ class Progress:
 
 def progress(stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0) -> Progress:
     return Progress(stream, total=total, desc=desc, unit=unit, initial=initial)
+
+
+def duration(seconds: float) -> str:
+    """A span of time as people say it: ``45 s``, ``12 min``, ``15 h 40 min``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

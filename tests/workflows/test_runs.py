@@ -103,6 +103,20 @@ def test_resume_with_other_callbacks_keeps_every_state(tmp_path, image_folder, t
     assert RunDir(run).read_summary()["best_val_error"] == min(errors)
 
 
+def test_a_sweep_says_how_long_the_rest_will_take_at_its_pace():
+    from reslab.progress import duration
+
+    assert [duration(s) for s in (44.6, 60, 719, 3600, 56_400)] == ["45 s", "1 min", "12 min", "1 h 00 min", "15 h 40 min"]
+    now = [0.0]
+    pace = sweep.Pace(4, clock=lambda: now[0])
+    now[0] = 600.0  # the first run took ten minutes: three more like it
+    assert pace.finished() == "1 of 4; about 30 min to go at this pace"
+    now[0] = 1500.0  # 750 s a run so far, two left
+    assert pace.finished() == "2 of 4; about 25 min to go at this pace"
+    pace.finished()
+    assert pace.finished() == "4 of 4, the last"
+
+
 def test_sweep_resumed_with_two_jobs_after_one(tmp_path):
     """A sweep started with one job and a progress stream, resumed in two worker processes (no progress)."""
     base = load_config(None, ["--train.steps=4", "--train.eval_every=2", "--train.log_every=1", "--train.precision=fp32",
@@ -116,7 +130,11 @@ def test_sweep_resumed_with_two_jobs_after_one(tmp_path):
                               "--train.precision=fp32", "--data.dataset=sample", "--data.limit=256",
                               "--data.val_size=64", "--data.batch_size=32",
                               f"--data.cache_dir=\"{tmp_path / 'cache'}\"", "--model.name=lenet5"])
-    sweep.train_sweep(more, ["lenet5", "plain20"], folder, jobs=2)
+    lines: list[str] = []
+    sweep.train_sweep(more, ["lenet5", "plain20"], folder, jobs=2, log=lines.append)
+    done = sorted(line for line in lines if ": done (" in line)
+    assert len(done) == 2 and any(line.endswith("(2 of 2, the last)") for line in done)
+    assert any("(1 of 2; about " in line and line.endswith(" to go at this pace)") for line in done)
     errors = errors_of(run.path)
     assert [r["step"] for r in run.read_metrics() if r["kind"] == "eval"] == [2, 4, 6, 8]
     assert load_checkpoint(run.last_checkpoint)["callbacks"]["checkpointer"]["best_error"] == min(errors)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence, TextIO
 
 from reslab.config import RunConfig, as_dict, config_from_dict
 from reslab.dist import launched, launched_rank
 from reslab.errors import ConfigError
+from reslab.progress import duration
 from reslab.rundir import ExperimentDir, RunDir, run_dir_of
 from reslab.workflows.train import run_config, train_run
 
@@ -54,6 +56,22 @@ def train_sweep(base: RunConfig, entries: Sequence[Entry | str], root: Experimen
     return train_configs([config_for(base, e, root) for e in entries], progress=progress, log=log, jobs=jobs)
 
 
+class Pace:
+    """How long the rest of a sweep will take, from the runs this call has finished so far (with ``jobs``
+    runs at once, a run's share of the wall time)."""
+
+    def __init__(self, todo: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.todo, self.done, self.clock, self.start = todo, 0, clock, clock()
+
+    def finished(self) -> str:
+        self.done += 1
+        left = self.todo - self.done
+        if not left:
+            return f"{self.done} of {self.todo}, the last"
+        per_run = (self.clock() - self.start) / self.done
+        return f"{self.done} of {self.todo}; about {duration(per_run * left)} to go at this pace"
+
+
 def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
                   log: Callable[[str], None] = lambda s: None, jobs: int = 1) -> list[RunDir]:
     """Train each config (skipping finished runs, resuming killed ones); returns the run folders.
@@ -69,6 +87,7 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
     states = [status(cfg) for cfg in configs]
     words = {"finished": "finished earlier, skipped", "resumable": "resuming", "new": "training"}
     total = len(configs)
+    pace = Pace(sum(st != "finished" for st in states))
     if jobs > 1:
         for i, (cfg, st) in enumerate(zip(configs, states), start=1):
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
@@ -77,13 +96,14 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [pool.submit(_train_in_worker, as_dict(cfg), st, threads)
                        for cfg, st in zip(configs, states) if st != "finished"]
-            for f in futures:
-                log(f"{f.result()}: done")
+            for f in as_completed(futures):  # each line as its run ends, whichever ends first
+                log(f"{f.result()}: done ({pace.finished()})")
     else:
         for i, (cfg, st) in enumerate(zip(configs, states), start=1):
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
             if st != "finished":
                 train_run(cfg, resume=st == "resumable", overwrite=st == "new", progress=progress)
+                log(f"{cfg.name}: done ({pace.finished()})")
     if launched() and launched_rank() != 0:
         raise SecondaryDone()  # the analyses, tables and report of an experiment are rank 0's
     return [run_dir_of(cfg) for cfg in configs]
