@@ -53,3 +53,34 @@ def test_an_output_path_the_file_system_refuses_is_one_line(tmp_path, capsys):
     assert main(["playground", "--html", str(tmp_path / "a-file" / "p.html")]) == 2
     err = capsys.readouterr().err
     assert "a-file: File exists" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_files_of_the_wrong_shape_are_refused_under_python_O(tmp_path):
+    """Input checks are code, not ``assert`` statements: ``python -O`` strips those, and a malformed
+    weights config or shard index would then pass as good (and fail later, with a traceback)."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "w" / "config.json").write_text(json.dumps({"architecture": 20, "num_classes": 10}))
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "index.json").write_text(json.dumps({"classes": "abc", "shards": []}))
+    script = (
+        "import sys\n"
+        "from reslab.errors import CheckpointError, DataError\n"
+        "from reslab.models.weights import read_weights_config\n"
+        "from reslab.data.shards import read_index\n"
+        "for call, error in ((lambda: read_weights_config(sys.argv[1]), CheckpointError),\n"
+        "                    (lambda: read_index(sys.argv[2]), DataError)):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except error as e:\n"
+        "        print('refused:', e)\n"
+        "    else:\n"
+        "        print('accepted')\n")
+    out = subprocess.run([sys.executable, "-O", "-c", script, str(tmp_path / "w"), str(tmp_path / "s")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [line.split(":")[0] for line in out] == ["refused", "refused"], out
+    assert "not a reslab weights config" in out[0] and "is not a shard index" in out[1]

@@ -46,7 +46,7 @@ def test_a_small_ablation_runs_every_arm_and_seed_and_reports(tmp_path):
     assert all(r["seeds"] == 2 for r in exp["table"]) and len(exp["runs"]) == 6
     assert [p["quality"] for p in exp["jpeg"]] == [75, 50, 30]
     summary = json.loads((tmp_path / "a" / "runs" / "jpeg-30-s1" / "summary.json").read_text())
-    assert "re-encoded as JPEG q30" in summary["dataset"]
+    assert "re-encoded as JPEG q30" in summary["dataset"] and summary["train_images"] == 128
     report = (tmp_path / "a" / "report.html").read_text()
     assert 'id="fig-jpeg_quality"' in report and "smallest detectable" in report
     assert exp["jpeg_cost"] is not None and exp["size_gain"] is None  # no 40k arm here
@@ -62,7 +62,8 @@ def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencodi
 
     assert [noise_power(q) for q in (75, 50, 30)] == [0.25, 1.0, pytest.approx((5000 / 30 / 100) ** 2)]
     xs, ys, var = [0.25, 1.0, 2.5], [10.3, 11.9, 15.2], [0.04, 0.09, 0.01]
-    a, b, se = line_fit(xs, ys, var)
+    a, b, se, coef = line_fit(xs, ys, var)
+    assert sum(c * y for c, y in zip(coef, ys)) == pytest.approx(b, abs=1e-12)  # the slope, linear in the ys
     slope, intercept = np.polyfit(xs, ys, 1, w=[1 / math.sqrt(v) for v in var])  # numpy weights are 1/sigma
     assert (a, b) == (pytest.approx(intercept, abs=1e-12), pytest.approx(slope, abs=1e-12))
     w = np.array([1 / v for v in var])
@@ -97,11 +98,11 @@ def test_line_fit_without_variances_takes_its_standard_error_from_the_residuals(
     from reslab.experiments.gap import line_fit
 
     xs, ys = [0.25, 1.0, 2.78, 4.0], [10.3, 11.9, 15.2, 17.9]
-    a, b, se = line_fit(xs, ys, [0.0, 0.01, 0.02, 0.03])  # one arm whose seeds agreed exactly
+    a, b, se, _ = line_fit(xs, ys, [0.0, 0.01, 0.02, 0.03])  # one arm whose seeds agreed exactly
     (slope, intercept), cov = np.polyfit(xs, ys, 1, cov=True)  # cov scaled by the residuals' variance
     assert (a, b) == (pytest.approx(intercept, abs=1e-12), pytest.approx(slope, abs=1e-12))
     assert se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-10)
-    assert math.isnan(line_fit(xs[:2], ys[:2], [0.0, 0.0])[2])  # two points: no residual left
+    assert math.isnan(line_fit(xs[:2], ys[:2], [0.0, 0.0]).se)  # two points: no residual left
 
 
 def test_additivity_compares_the_combined_arm_with_the_sum_of_its_parts():
@@ -133,6 +134,7 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
     # 351 steps of 128 an epoch draw 44,928 of the 45,000 images; the description says what the set holds
     assert training_images({"dataset": "folder (x): 45,000 train / 5,000 val", "steps": 8000, "epochs": 22.792}, 128) == 45_000
     assert training_images({"steps": 8000, "epochs": 8000 / 351}, 128) == 44_928
+    assert training_images({"train_images": 40_000, "dataset": "folder (x): 45,000 train / 5,000 val"}, 128) == 40_000
     row = lambda arm, e, se: {"arm": arm, "effect on val error": e, "effect se": se}  # noqa: E731
     table = [row("base", None, None), row("bf16", 0.3, 0.2), row("decay-bn", -0.8, 0.25),
              row("pixel-mean", 0.1, 0.3), row("ghost-bn-64", -0.4, 0.2)]

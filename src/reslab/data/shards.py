@@ -58,11 +58,12 @@ def read_index(path: str | Path) -> dict:
     file = path / INDEX if path.is_dir() else path
     try:
         index = json.loads(file.read_text())
-        assert isinstance(index["classes"], list) and isinstance(index["shards"], list)
+        if not (isinstance(index["classes"], list) and isinstance(index["shards"], list)):
+            raise ValueError(file)  # a check, not an assert: ``python -O`` strips those
         return index
     except FileNotFoundError:
         raise DataNotFound(f"no {INDEX} in {path}: not a folder packed by reslab data pack", file) from None
-    except (ValueError, KeyError, TypeError, AssertionError):
+    except (ValueError, KeyError, TypeError):
         raise DataError(f"{file} is not a shard index (classes, shards, total)") from None
 
 

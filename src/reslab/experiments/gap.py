@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 from reslab.config import RunConfig
 from reslab.experiments.degradation import PAPER_TEST_ERROR
@@ -42,8 +43,11 @@ def mean_var(values: list[float]) -> tuple[float, float]:
 
 
 def training_images(summary: dict, batch: int) -> int:
-    """How many images a run trained on: the count its data description gives ("45,000 train / ..."), else
-    the images an epoch's steps drew (a batch short of the set at most: the last partial batch is dropped)."""
+    """How many images a run trained on: the summary's count (``train_images``); in a summary from before it
+    was written, the count its data description gives ("45,000 train / ..."), else the images an epoch's
+    steps drew (a batch short of the set at most: the last partial batch is dropped)."""
+    if isinstance(summary.get("train_images"), int):
+        return summary["train_images"]
     found = re.search(r"([\d,]+) train /", summary.get("dataset", ""))
     return int(found.group(1).replace(",", "")) if found else round(summary["steps"] * batch / summary["epochs"])
 
@@ -54,22 +58,35 @@ def noise_power(quality: int) -> float:
     return (scale / 100) ** 2
 
 
-def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> tuple[float, float, float]:
-    """Weighted least squares y = a + b x with weights 1/variance: (a, b, standard error of b). Where a
-    variance is zero (seeds that agree exactly) the points weigh the same and the standard error comes from
-    the residuals instead (nan with only two points: nothing is left to estimate it from)."""
+class Line(NamedTuple):
+    """A fitted line y = intercept + slope x; ``se``: the slope's standard error; ``coef``: the slope as a
+    linear function of the points, slope = sum_j coef[j] y[j] (what propagates the points' errors)."""
+
+    intercept: float
+    slope: float
+    se: float
+    coef: list[float]
+
+
+def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> Line:
+    """Weighted least squares y = a + b x with weights 1/variance. Where a variance is zero (seeds that
+    agree exactly) the points weigh the same and the standard error comes from the residuals instead (nan
+    with only two points: nothing is left to estimate it from)."""
     known = all(v > 0 for v in variances)
     w = [1 / v for v in variances] if known else [1.0] * len(xs)
     sw = sum(w)
     xm, ym = sum(wi * x for wi, x in zip(w, xs)) / sw, sum(wi * y for wi, y in zip(w, ys)) / sw
     sxx = sum(wi * (x - xm) ** 2 for wi, x in zip(w, xs))
-    b = sum(wi * (x - xm) * (y - ym) for wi, x, y in zip(w, xs, ys)) / sxx
+    coef = [wi * (x - xm) / sxx for wi, x in zip(w, xs)]
+    b = sum(c * y for c, y in zip(coef, ys))
     a = ym - b * xm
     if known:
-        return a, b, math.sqrt(1 / sxx)
-    if len(xs) < 3:
-        return a, b, float("nan")
-    return a, b, math.sqrt(sum((y - a - b * x) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2) / sxx)
+        se = math.sqrt(1 / sxx)
+    elif len(xs) < 3:
+        se = float("nan")
+    else:
+        se = math.sqrt(sum((y - a - b * x) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2) / sxx)
+    return Line(a, b, se, coef)
 
 
 def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
@@ -78,19 +95,16 @@ def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
     arms = [a for a in JPEG_ARMS if a in errors]
     if len(arms) < 2:
         return None
-    base_q = JPEG_ARMS["base"]
+    unit = noise_power(JPEG_ARMS["base"])  # the copy's own noise power: the cost is the slope times it
     ys, var = map(list, zip(*(mean_var(errors[a]["val"]) for a in arms)))
     fits = {}
-    for model, extra in (("absorbed", 0.0), ("added", noise_power(base_q))):
+    for model, extra in (("absorbed", 0.0), ("added", unit)):
         xs = [noise_power(JPEG_ARMS[a]) + (extra if a != "base" else 0.0) for a in arms]
-        a, b, se = line_fit(xs, ys, var)
-        # the slope is linear in the arms' means, b = sum_j w_j (x_j - xbar) y_j / sxx: keep its coefficients
-        w = [1 / v for v in var] if all(v > 0 for v in var) else [1.0] * len(xs)
-        xbar = sum(wi * x for wi, x in zip(w, xs)) / sum(w)
-        sxx = sum(wi * (x - xbar) ** 2 for wi, x in zip(w, xs))
-        fits[model] = {"cost": b * noise_power(base_q), "se": se * noise_power(base_q), "lossless error %": a,
-                       "intercept": a, "slope": b, "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)},
-                       "coef": {arm: noise_power(base_q) * wi * (x - xbar) / sxx for arm, wi, x in zip(arms, w, xs)}}
+        line = line_fit(xs, ys, var)
+        fits[model] = {"cost": line.slope * unit, "se": line.se * unit, "lossless error %": line.intercept,
+                       "intercept": line.intercept, "slope": line.slope,
+                       "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)},
+                       "coef": {arm: unit * c for arm, c in zip(arms, line.coef)}}
     low, high = sorted(fits.values(), key=lambda f: f["cost"])
     return {"cost low": round(low["cost"], 2), "cost high": round(high["cost"], 2),
             "se": round(max(low["se"], high["se"]), 2),

@@ -68,9 +68,11 @@ def read_weights_config(path: str | Path) -> dict[str, Any]:
     _, meta = _files(path)
     try:
         config = json.loads(meta.read_text())
-        assert isinstance(config, dict) and isinstance(config["architecture"], str)
-        assert isinstance(config.get("model_options", {}), dict) and int(config["num_classes"]) > 0
-    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+        # checks, not asserts: ``python -O`` strips those
+        if not (isinstance(config, dict) and isinstance(config["architecture"], str)
+                and isinstance(config.get("model_options", {}), dict) and int(config["num_classes"]) > 0):
+            raise ValueError(meta)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise CheckpointError(f"{meta} is not a reslab weights config (architecture, model_options, "
                               f"num_classes)") from None
     return config

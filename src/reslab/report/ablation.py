@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reslab.report.interactive import COLORS, _layout
+from reslab.report.interactive import COLORS, layout
 from reslab.report.plots import plt
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def jpeg(points: Sequence[dict], cost: dict | None = None) -> go.Figure:
             fig.update_xaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(title_text=panel["xlabel"], row=1, col=col)
     fig.update_yaxes(title_text="final validation error (%)", row=1, col=1)
-    return _layout(fig, height=380)
+    return layout(fig, height=380)
 
 
 def effect_rows(table: Sequence[dict]) -> list[dict]:
@@ -119,7 +119,7 @@ def effects(table: Sequence[dict]) -> go.Figure:
     fig.add_vline(x=0, line=dict(color="#555", width=1))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="effect on final validation error (points; bars: 95% interval)")
-    return _layout(fig, height=int(40 * len(rows) + 120))
+    return layout(fig, height=int(40 * len(rows) + 120))
 
 
 def ablation_sections(page: "Page", exp: dict) -> None:

@@ -20,7 +20,8 @@ COLORS = [to_hex(c) for c in MPL_COLORS]  # the PNGs' colours, as CSS for Plotly
 FONT = dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12)
 
 
-def _layout(fig: go.Figure, *, height: int, title: str = "") -> go.Figure:
+def layout(fig: go.Figure, *, height: int, title: str = "") -> go.Figure:
+    """The house style every interactive figure shares (font, template, margins, hover)."""
     fig.update_layout(height=height, title=dict(text=title, x=0.01), font=FONT, template="plotly_white",
                       margin=dict(l=60, r=20, t=50 if title else 30, b=50), hovermode="closest",
                       legend=dict(font=dict(size=11)))
@@ -42,7 +43,7 @@ def run_curves(rows: Sequence[dict], *, title: str = "") -> go.Figure:
                                      name="validation", legendgroup="val", showlegend=col == 1, mode="lines+markers",
                                      line=dict(width=2.5, color=COLORS[1])), row=1, col=col)
     fig.update_xaxes(title_text="iteration")
-    return _layout(fig, height=380, title=title)
+    return layout(fig, height=380, title=title)
 
 
 def degradation(curves: dict[str, Sequence[dict]], panels: Sequence[tuple[str, Sequence[str]]]) -> go.Figure:
@@ -64,7 +65,7 @@ def degradation(curves: dict[str, Sequence[dict]], panels: Sequence[tuple[str, S
                                          line=dict(width=3, color=color)), row=1, col=col)
     fig.update_xaxes(title_text="iteration")
     fig.update_yaxes(title_text="error (%)", row=1, col=1)
-    return _layout(fig, height=430)
+    return layout(fig, height=430)
 
 
 def gradient_flow(flows: dict[str, dict], *, key: str, title: str) -> go.Figure:
@@ -80,7 +81,7 @@ def gradient_flow(flows: dict[str, dict], *, key: str, title: str) -> go.Figure:
                                  hovertemplate="layer %{x} %{text}<br>%{y:.3g}<extra>" + label + "</extra>"))
     fig.update_xaxes(title_text="layer (1 = nearest the input)")
     fig.update_yaxes(type="log", title_text=key.replace("_", " "))
-    return _layout(fig, height=420, title=title)
+    return layout(fig, height=420, title=title)
 
 
 def responses(data: dict[str, Sequence[dict]]) -> go.Figure:
@@ -94,7 +95,7 @@ def responses(data: dict[str, Sequence[dict]]) -> go.Figure:
                                      line=dict(color=COLORS[i % 10])), row=1, col=col)
     fig.update_xaxes(title_text="layer index")
     fig.update_yaxes(title_text="std", row=1, col=1)
-    return _layout(fig, height=380)
+    return layout(fig, height=380)
 
 
 def lesion(studies: dict[str, dict]) -> go.Figure:
@@ -116,7 +117,7 @@ def lesion(studies: dict[str, dict]) -> go.Figure:
                                          name=label, legendgroup=label, showlegend=False, line=dict(color=color)),
                               row=1, col=col)
     fig.update_yaxes(range=[0, 100], title_text="error (%)", row=1, col=1)
-    return _layout(fig, height=400)
+    return layout(fig, height=400)
 
 
 def paths(results: dict[str, dict]) -> go.Figure:
@@ -134,7 +135,7 @@ def paths(results: dict[str, dict]) -> go.Figure:
                                  legendgroup=label, showlegend=False, line=dict(color=color)), row=1, col=3)
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_xaxes(title_text="path length")
-    return _layout(fig, height=400)
+    return layout(fig, height=400)
 
 
 def landscape(results: dict[str, dict]) -> go.Figure:
@@ -160,7 +161,7 @@ def landscape(results: dict[str, dict]) -> go.Figure:
                                  name="trained weights", showlegend=col == 1), row=2, col=col)
     scene = dict(zaxis=dict(range=[lo, hi], title="log10 loss"), xaxis_title="a", yaxis_title="b")
     fig.update_scenes(**scene)
-    return _layout(fig, height=900)
+    return layout(fig, height=900)
 
 
 def interpolation(results: dict[str, dict]) -> go.Figure:
@@ -171,4 +172,4 @@ def interpolation(results: dict[str, dict]) -> go.Figure:
                                  line=dict(color=COLORS[i % 10])))
     fig.update_xaxes(title_text="alpha: trained weights (0) to initialisation (1)")
     fig.update_yaxes(type="log", title_text="loss")
-    return _layout(fig, height=380)
+    return layout(fig, height=380)

@@ -172,7 +172,8 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
 
     summary = {
         "name": cfg.name, "model": cfg.model.name, "model_options": cfg.model.options,
-        "params": count_params(model), "dataset": data.description, "steps": trainer.step,
+        "params": count_params(model), "dataset": data.description,
+        "train_images": data.train.num_samples, "steps": trainer.step,
         "epochs": round(trainer.step / len(data.train), 3), "final": metrics,
         "best_val_error": checkpointer.best_error if checkpointer.best_error != float("inf") else None,
         "stopped_early": trainer.stop_reason, "base_lr": base_lr, "train_time_s": round(trainer.elapsed, 1),
