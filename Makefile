@@ -17,8 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/reslab demo
 
+# Test files go to one worker per core (a file's tests stay together and share its fixtures);
+# `pytest` alone runs them one after another.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

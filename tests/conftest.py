@@ -5,8 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-# Two cores on the project's machines: keep the suite from oversubscribing them.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores on the project's machines: keep the suite from oversubscribing them. Under pytest-xdist
+# (make test) the workers share the cores: one thread each.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(autouse=True)
@@ -59,9 +61,12 @@ def chromium():
 def chromium_dom(chromium):
     """``dom(url)``: the DOM of ``url`` after its scripts ran, as headless Chromium serialises it."""
     import subprocess
+    import tempfile
 
     def dom(url: str, *, budget_ms: int = 5000) -> str:
-        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--virtual-time-budget={budget_ms}"]
-        return subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        with tempfile.TemporaryDirectory() as profile:  # its own profile: browsers in parallel workers
+            flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--virtual-time-budget={budget_ms}",
+                     f"--user-data-dir={profile}"]
+            return subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
 
     return dom

@@ -147,7 +147,8 @@ def test_report_renders_every_plotly_figure_offline_in_headless_chromium(experim
              "document.body.setAttribute('data-count', divs.length); }, 500));</script></body>")
     probe.write_text(text.replace("</body>", check))
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
-             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--enable-unsafe-swiftshader"]
+             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--enable-unsafe-swiftshader",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # its own profile: browsers in parallel workers
     dom = subprocess.run(flags + ["--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180).stdout
     assert 'data-count="' in dom, dom[-1500:]
     assert int(dom.split('data-count="')[1].split('"')[0]) == expected
