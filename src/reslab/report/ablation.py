@@ -12,7 +12,7 @@ from reslab.report.interactive import COLORS, layout
 from reslab.report.plots import plt
 
 if TYPE_CHECKING:
-    from reslab.report.html import Page
+    from reslab.report.page import Page
 
 MODELS = {"absorbed": "re-encoding absorbs the first rounding", "added": "re-encoding adds to the first rounding"}
 Z95 = 1.96
