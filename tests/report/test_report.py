@@ -279,11 +279,14 @@ def test_the_jpeg_figure_draws_each_reencoding_model_read_at_zero_and_falls_back
 
 
 def test_the_effects_figure_marks_the_effects_whose_interval_excludes_zero():
+    from reslab.experiments.ablation import summarise
     from reslab.report.ablation import effects
 
-    table = [{"arm": "base", "effect on val error": None, "effect se": None, "seeds": 3, "what differs": ""},
-             {"arm": "decay-bn", "effect on val error": -0.5, "effect se": 0.2, "seeds": 3, "what differs": "d"},
-             {"arm": "bf16", "effect on val error": 0.3, "effect se": 0.2, "seeds": 3, "what differs": "b"}]
+    table = summarise({"base": {"val": [10.0, 10.2, 9.9], "train": [1.0] * 3},
+                       "decay-bn": {"val": [9.0, 9.1, 8.9], "train": [1.0] * 3},   # clearly lower
+                       "bf16": {"val": [10.3, 9.7, 10.5], "train": [1.0] * 3}})   # within the noise
     (trace,) = effects(table).data
-    assert list(trace.y) == ["decay-bn", "bf16"] and list(trace.error_x.array) == [0.392, 0.392]
-    assert trace.marker.color[0] != trace.marker.color[1]  # -0.5 +- 0.39 excludes zero, 0.3 +- 0.39 does not
+    assert list(trace.y) == ["decay-bn", "bf16"]
+    assert list(trace.error_x.array) == [table[1]["effect ci95"], table[2]["effect ci95"]]
+    assert table[1]["effect p"] < 0.05 <= table[2]["effect p"]
+    assert trace.marker.color[0] != trace.marker.color[1]

@@ -13,14 +13,29 @@ from reslab.experiments.ablation import arm_config, summarise, verdict
 
 
 def test_effects_standard_errors_and_detectable_size_on_exact_numbers():
-    table = summarise({"base": {"val": [10.0, 12.0], "train": [1.0, 1.0]},
-                       "decay-bn": {"val": [8.0, 9.0], "train": [1.0, 2.0]}})
+    from scipy import stats
+
+    base_val, arm_val = [10.0, 12.0], [8.0, 9.0]
+    table = summarise({"base": {"val": base_val, "train": [1.0, 1.0]},
+                       "decay-bn": {"val": arm_val, "train": [1.0, 2.0]}})
     base, arm = table
     assert base["val error %"] == 11.0 and base["val sd"] == round(math.sqrt(2), 2) and base["effect on val error"] is None
     assert arm["effect on val error"] == -2.5 and arm["effect se"] == round(math.sqrt(2 / 2 + 0.5 / 2), 2)
-    assert arm["smallest detectable"] == round(2.8 * math.sqrt((0.5 + 2) / 2) * math.sqrt(2 / 2), 2)
-    assert verdict(table) == ["decay-bn: lowers the validation error (-2.50 +- 1.12 points; 2 seeds, smallest "
-                              "detectable 3.13)."]
+    # Welch's t-test, against scipy's own: df = (0.25 + 1)^2 / (0.25^2 / 1 + 1^2 / 1)
+    welch = stats.ttest_ind(arm_val, base_val, equal_var=False)
+    assert arm["effect df"] == round(1.25 ** 2 / 1.0625, 1) == round(float(welch.df), 1)
+    assert arm["effect p"] == round(float(welch.pvalue), 3)
+    assert arm["effect ci95"] == round(float(stats.t.ppf(0.975, 1.25 ** 2 / 1.0625)) * math.sqrt(1.25), 2)
+    # smallest detectable, 5% two-sided, 80% power, 2 df: (t_0.975 + t_0.8) x pooled sd x sqrt(1/2 + 1/2),
+    # the t quantiles from a printed table
+    assert arm["smallest detectable"] == round((4.302653 + 1.060660) * math.sqrt((0.5 + 2) / 2), 2)
+    # -2.5 is 2.2 standard errors, which a normal approximation would call an effect; with 1.5 df it is not
+    assert verdict(table) == [f"decay-bn: does not measurably change the validation error (-2.50 +- "
+                              f"{arm['effect ci95']:.2f} points, 95% interval; Welch p = {arm['effect p']:.3f}; "
+                              f"2 seeds, smallest detectable {arm['smallest detectable']:.2f})."]
+    clear = summarise({"base": {"val": [10.0, 10.2, 9.9], "train": [1.0] * 3},
+                       "pixel-mean": {"val": [9.0, 9.1, 8.9], "train": [1.0] * 3}})
+    assert verdict(clear)[0].startswith("pixel-mean: lowers the validation error (-1.03 +- ")
 
 
 def test_each_arm_changes_one_thing_from_the_base():
@@ -113,8 +128,13 @@ def test_additivity_compares_the_combined_arm_with_the_sum_of_its_parts():
               "ghost-bn-64": v(10.0, 11.0), "combined": v(8.0, 9.0)}
     adds = additivity(errors)
     # effects -1.5, 0, -0.5: parts -2.0; combined -2.5; the base enters the difference twice over
-    assert adds == {"combined": -2.5, "sum of parts": -2.0, "difference": -0.5,
-                    "se": round(math.sqrt(0.25 + 0.25 + 0 + 0.25 + 4 * 1.0), 2)}
+    var = 0.25 + 0.25 + 0 + 0.25 + 4 * 1.0  # combined, 3 parts (pixel-mean's seeds agree), 2^2 x base
+    df = var ** 2 / (3 * 0.25 ** 2 + 4.0 ** 2)  # Welch-Satterthwaite, 1 df a term
+    from scipy import stats
+
+    assert adds == {"combined": -2.5, "sum of parts": -2.0, "difference": -0.5, "se": round(math.sqrt(var), 2),
+                    "df": round(df, 1), "ci95": round(float(stats.t.ppf(0.975, df)) * math.sqrt(var), 2),
+                    "p": round(float(2 * stats.t.sf(0.5 / math.sqrt(var), df)), 3)}
     assert additivity({k: errors[k] for k in ("base", "combined")}) is None
 
 

@@ -5,9 +5,10 @@ The base is the config given (``configs/cifar10_ablation.toml``: the paper recip
 Each arm applies its overrides to it; every (arm, seed) pair is one run, ``<arm>-s<seed>``, trained with
 ``train.seed = seed`` on the same held-out split. The table gives each arm's mean and sample standard
 deviation of the final validation (and training) error over its seeds; an arm's effect is its mean
-minus the base's, with the standard error sqrt(s_a^2/n_a + s_b^2/n_b). With n seeds an arm and a
-seed-to-seed spread s, the smallest effect the design detects (two-sided 5%, 80% power) is about
-2.8 x s x sqrt(2/n): the table states it per arm.
+minus the base's, with the standard error sqrt(s_a^2/n_a + s_b^2/n_b), tested by Welch's t-test (its
+Satterthwaite degrees of freedom, about 4 with 3 seeds an arm: the 95% interval is +- 2.78 standard
+errors, not 1.96). The smallest effect the design detects (two-sided 5%, 80% power) is
+(t_0.975 + t_0.8) x pooled s x sqrt(1/n_a + 1/n_b), 3.7 x s x sqrt(2/n) at n = 3: the table states it per arm.
 
 The numbers past the table (the JPEG cost, the size gain, whether effects add up, the gap to the paper
 split into causes) come from :mod:`reslab.experiments.gap`.
@@ -23,8 +24,8 @@ from reslab.errors import ConfigError
 from reslab.experiments import Context, register
 from reslab.experiments.common import finish, run_figures
 from reslab.experiments.degradation import PAPER_TEST_ERROR
-from reslab.experiments.gap import (JPEG_ARMS, additivity, gap_split, jpeg_cost, mean_sd, mean_var, size_gain,
-                                    training_images)
+from reslab.experiments.gap import (JPEG_ARMS, additivity, detectable, gap_split, jpeg_cost, mean_sd, mean_var,
+                                    size_gain, t_test, training_images, welch_df)
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.sweep import train_configs
 
@@ -82,21 +83,27 @@ def arm_config(base: RunConfig, arm: str, seed: int, root: str) -> RunConfig:
 
 
 def summarise(errors: dict[str, dict[str, list[float]]]) -> list[dict]:
-    """Per arm: mean and spread of final errors (%), the effect against the base with its standard
-    error, and the smallest effect this number of seeds would detect."""
+    """Per arm: mean and spread of final errors (%), the effect against the base with its standard error,
+    Welch degrees of freedom, 95% half-width and p-value, and the smallest effect these seeds would detect."""
     base_m, base_s = mean_sd(errors["base"]["val"])
     n_base = len(errors["base"]["val"])
     table = []
     for arm, e in errors.items():
         m, s = mean_sd(e["val"])
         tm, ts = mean_sd(e["train"])
-        se = math.sqrt(s ** 2 / len(e["val"]) + base_s ** 2 / n_base)
-        pooled = math.sqrt((s ** 2 + base_s ** 2) / 2)
-        table.append({"arm": arm, "seeds": len(e["val"]), "val error %": round(m, 2), "val sd": round(s, 2),
+        n = len(e["val"])
+        terms = [(1.0, s ** 2 / n, n), (-1.0, base_s ** 2 / n_base, n_base)]
+        se, df = math.sqrt(s ** 2 / n + base_s ** 2 / n_base), welch_df(terms)
+        test = t_test(m - base_m, se, df)
+        effect = arm != "base"
+        table.append({"arm": arm, "seeds": n, "val error %": round(m, 2), "val sd": round(s, 2),
                       "train error %": round(tm, 2), "train sd": round(ts, 2),
-                      "effect on val error": None if arm == "base" else round(m - base_m, 2),
-                      "effect se": None if arm == "base" else round(se, 2),
-                      "smallest detectable": round(2.8 * pooled * math.sqrt(2 / len(e["val"])), 2),
+                      "effect on val error": round(m - base_m, 2) if effect else None,
+                      "effect se": round(se, 2) if effect else None,
+                      "effect ci95": round(test["ci95"], 2) if effect else None,
+                      "effect p": round(test["p"], 3) if effect else None,
+                      "effect df": round(df, 1) if effect else None,
+                      "smallest detectable": round(detectable(s, n, base_s, n_base), 2),
                       "what differs": ARMS[arm][0]})
     return table
 
@@ -106,11 +113,11 @@ def verdict(table: list[dict]) -> list[str]:
     for row in table:
         if row["arm"] == "base":
             continue
-        effect, se = row["effect on val error"], row["effect se"]
-        z = effect / se if se else math.inf
-        word = ("lowers" if effect < 0 else "raises") if abs(z) >= 2 else "does not measurably change"
-        lines.append(f"{row['arm']}: {word} the validation error ({effect:+.2f} +- {se:.2f} points; "
-                     f"{row['seeds']} seeds, smallest detectable {row['smallest detectable']:.2f}).")
+        effect, p = row["effect on val error"], row["effect p"]
+        word = ("lowers" if effect < 0 else "raises") if p < 0.05 else "does not measurably change"
+        lines.append(f"{row['arm']}: {word} the validation error ({effect:+.2f} +- {row['effect ci95']:.2f} points, "
+                     f"95% interval; Welch p = {p:.3f}; {row['seeds']} seeds, smallest detectable "
+                     f"{row['smallest detectable']:.2f}).")
     return lines
 
 
@@ -147,10 +154,10 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
                      f"validation error by {-gain['gain']:+.2f} +- {gain['se']:.2f} points (error linear in the log "
                      f"of the size, from the {sizes['train-40k']:,}-image arm).")
     if adds:
-        word = "add up" if abs(adds["difference"]) < 2 * adds["se"] else "do not add up"
+        word = "add up" if adds["p"] >= 0.05 else "do not add up"
         lines.append(f"Together: the combined arm moves the error {adds['combined']:+.2f} points, its parts one at a "
                      f"time {adds['sum of parts']:+.2f}; the effects {word} (difference {adds['difference']:+.2f} "
-                     f"+- {adds['se']:.2f}).")
+                     f"+- {adds['ci95']:.2f}, 95% interval; Welch p = {adds['p']:.3f}).")
     if gap:
         lines.append(f"Gap: the reference run ends at {gap['reference error %']:.2f}% against the paper's "
                      f"{gap['paper error %']:.2f}%, {gap['gap']:.2f} points. The measured causes explain "

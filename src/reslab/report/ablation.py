@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from reslab.report.page import Page
 
 MODELS = {"absorbed": "re-encoding absorbs the first rounding", "added": "re-encoding adds to the first rounding"}
-Z95 = 1.96
 
 
 def jpeg_panels(points: Sequence[dict], cost: dict | None) -> list[dict]:
@@ -94,8 +93,7 @@ def effects_figure(table: Sequence[dict]):
     rows = effect_rows(table)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
     for i, r in enumerate(rows):
-        half = Z95 * r["effect se"]
-        strong = abs(r["effect on val error"]) >= half
+        half, strong = r["effect ci95"], r["effect p"] < 0.05  # Welch's t on the seeds, not +-1.96 se
         ax.errorbar(r["effect on val error"], i, xerr=half, fmt="o", capsize=3,
                     color=COLORS[3] if strong else "0.55")
     ax.axvline(0, color="0.3", lw=0.8)
@@ -109,13 +107,13 @@ def effects_figure(table: Sequence[dict]):
 
 def effects(table: Sequence[dict]) -> go.Figure:
     rows = effect_rows(table)
-    colors = [COLORS[3] if abs(r["effect on val error"]) >= Z95 * r["effect se"] else "#8c8c8c" for r in rows]
+    colors = [COLORS[3] if r["effect p"] < 0.05 else "#8c8c8c" for r in rows]
     fig = go.Figure(go.Scatter(
         x=[r["effect on val error"] for r in rows], y=[r["arm"] for r in rows], mode="markers",
-        error_x=dict(array=[Z95 * r["effect se"] for r in rows]), marker=dict(color=colors, size=9),
-        customdata=[[r["effect se"], r["seeds"], r["what differs"]] for r in rows],
-        hovertemplate="%{y}: %{x:+.2f} +- %{customdata[0]:.2f} points, %{customdata[1]} seeds<br>"
-                      "%{customdata[2]}<extra></extra>"))
+        error_x=dict(array=[r["effect ci95"] for r in rows]), marker=dict(color=colors, size=9),
+        customdata=[[r["effect ci95"], r["seeds"], r["what differs"], r["effect p"]] for r in rows],
+        hovertemplate="%{y}: %{x:+.2f} +- %{customdata[0]:.2f} points (95%), Welch p = %{customdata[3]:.3f}, "
+                      "%{customdata[1]} seeds<br>%{customdata[2]}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#555", width=1))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="effect on final validation error (points; bars: 95% interval)")
@@ -127,8 +125,8 @@ def ablation_sections(page: "Page", exp: dict) -> None:
     if effect_rows(exp.get("table", [])):
         page.h2("Effects")
         page.figure(effects_figure(exp["table"]), "effects", "Each arm's effect on the final validation "
-                    "error against the base (mean over seeds), with its 95% interval; coloured where the interval "
-                    "excludes zero.", effects(exp["table"]))
+                    "error against the base (mean over seeds), with its 95% interval from Welch's t-test on the "
+                    "seeds; coloured where the interval excludes zero.", effects(exp["table"]))
     if exp.get("jpeg"):
         page.h2("Error against JPEG quality")
         page.figure(jpeg_figure(exp["jpeg"], exp.get("jpeg_cost")), "jpeg_quality",
