@@ -24,14 +24,14 @@ def test_effects_standard_errors_and_detectable_size_on_exact_numbers():
     # Welch's t-test, against scipy's own: df = (0.25 + 1)^2 / (0.25^2 / 1 + 1^2 / 1)
     welch = stats.ttest_ind(arm_val, base_val, equal_var=False)
     assert arm["effect df"] == round(1.25 ** 2 / 1.0625, 1) == round(float(welch.df), 1)
-    assert arm["effect p"] == round(float(welch.pvalue), 3)
+    assert arm["effect p"] == float(f"{welch.pvalue:.3g}")
     assert arm["effect ci95"] == round(float(stats.t.ppf(0.975, 1.25 ** 2 / 1.0625)) * math.sqrt(1.25), 2)
     # smallest detectable, 5% two-sided, 80% power, 2 df: (t_0.975 + t_0.8) x pooled sd x sqrt(1/2 + 1/2),
     # the t quantiles from a printed table
     assert arm["smallest detectable"] == round((4.302653 + 1.060660) * math.sqrt((0.5 + 2) / 2), 2)
     # -2.5 is 2.2 standard errors, which a normal approximation would call an effect; with 1.5 df it is not
     assert verdict(table) == [f"decay-bn: does not measurably change the validation error (-2.50 +- "
-                              f"{arm['effect ci95']:.2f} points, 95% interval; Welch p = {arm['effect p']:.3f}; "
+                              f"{arm['effect ci95']:.2f} points, 95% interval; Welch p = {arm['effect p']:.3g}; "
                               f"2 seeds, smallest detectable {arm['smallest detectable']:.2f})."]
     clear = summarise({"base": {"val": [10.0, 10.2, 9.9], "train": [1.0] * 3},
                        "pixel-mean": {"val": [9.0, 9.1, 8.9], "train": [1.0] * 3}})
@@ -134,7 +134,7 @@ def test_additivity_compares_the_combined_arm_with_the_sum_of_its_parts():
 
     assert adds == {"combined": -2.5, "sum of parts": -2.0, "difference": -0.5, "se": round(math.sqrt(var), 2),
                     "df": round(df, 1), "ci95": round(float(stats.t.ppf(0.975, df)) * math.sqrt(var), 2),
-                    "p": round(float(2 * stats.t.sf(0.5 / math.sqrt(var), df)), 3)}
+                    "p": float(f"{2 * stats.t.sf(0.5 / math.sqrt(var), df):.3g}")}
     assert additivity({k: errors[k] for k in ("base", "combined")}) is None
 
 

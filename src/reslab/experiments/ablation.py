@@ -101,7 +101,7 @@ def summarise(errors: dict[str, dict[str, list[float]]]) -> list[dict]:
                       "effect on val error": round(m - base_m, 2) if effect else None,
                       "effect se": round(se, 2) if effect else None,
                       "effect ci95": round(test["ci95"], 2) if effect else None,
-                      "effect p": round(test["p"], 3) if effect else None,
+                      "effect p": float(f"{test['p']:.3g}") if effect else None,  # 3 digits: 0.0496 stays below 0.05
                       "effect df": round(df, 1) if effect else None,
                       "smallest detectable": round(detectable(s, n, base_s, n_base), 2),
                       "what differs": ARMS[arm][0]})
@@ -116,7 +116,7 @@ def verdict(table: list[dict]) -> list[str]:
         effect, p = row["effect on val error"], row["effect p"]
         word = ("lowers" if effect < 0 else "raises") if p < 0.05 else "does not measurably change"
         lines.append(f"{row['arm']}: {word} the validation error ({effect:+.2f} +- {row['effect ci95']:.2f} points, "
-                     f"95% interval; Welch p = {p:.3f}; {row['seeds']} seeds, smallest detectable "
+                     f"95% interval; Welch p = {p:.3g}; {row['seeds']} seeds, smallest detectable "
                      f"{row['smallest detectable']:.2f}).")
     return lines
 
@@ -157,7 +157,7 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
         word = "add up" if adds["p"] >= 0.05 else "do not add up"
         lines.append(f"Together: the combined arm moves the error {adds['combined']:+.2f} points, its parts one at a "
                      f"time {adds['sum of parts']:+.2f}; the effects {word} (difference {adds['difference']:+.2f} "
-                     f"+- {adds['ci95']:.2f}, 95% interval; Welch p = {adds['p']:.3f}).")
+                     f"+- {adds['ci95']:.2f}, 95% interval; Welch p = {adds['p']:.3g}).")
     if gap:
         lines.append(f"Gap: the reference run ends at {gap['reference error %']:.2f}% against the paper's "
                      f"{gap['paper error %']:.2f}%, {gap['gap']:.2f} points. The measured causes explain "

@@ -172,7 +172,7 @@ def additivity(errors: dict[str, dict[str, list[float]]]) -> dict | None:
     se, df = math.sqrt(sum(c * c * v for c, v, _ in terms)), welch_df(terms)
     test = t_test(mc - mb - total, se, df)
     return {"combined": round(mc - mb, 2), "sum of parts": round(total, 2), "difference": round(mc - mb - total, 2),
-            "se": round(se, 2), "df": round(df, 1), "ci95": round(test["ci95"], 2), "p": round(test["p"], 3)}
+            "se": round(se, 2), "df": round(df, 1), "ci95": round(test["ci95"], 2), "p": float(f"{test['p']:.3g}")}
 
 
 def gap_causes(ref: RunConfig, summary: dict) -> dict[str, tuple[bool, int, str]]:
