@@ -16,7 +16,6 @@ split into causes) come from :mod:`reslab.experiments.gap`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from reslab.config import RunConfig, apply_overrides, as_dict, config_from_dict
@@ -24,8 +23,8 @@ from reslab.errors import ConfigError
 from reslab.experiments import Context, register
 from reslab.experiments.common import finish, run_figures
 from reslab.experiments.degradation import PAPER_TEST_ERROR
-from reslab.experiments.gap import (JPEG_ARMS, additivity, detectable, gap_split, jpeg_cost, mean_sd, mean_var,
-                                    size_gain, t_test, training_images, welch_df)
+from reslab.experiments.gap import (JPEG_ARMS, additivity, contrast_se, detectable, gap_split, jpeg_cost, mean_sd,
+                                    mean_var, size_gain, t_test, training_images)
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.sweep import train_configs
 
@@ -92,8 +91,7 @@ def summarise(errors: dict[str, dict[str, list[float]]]) -> list[dict]:
         m, s = mean_sd(e["val"])
         tm, ts = mean_sd(e["train"])
         n = len(e["val"])
-        terms = [(1.0, s ** 2 / n, n), (-1.0, base_s ** 2 / n_base, n_base)]
-        se, df = math.sqrt(s ** 2 / n + base_s ** 2 / n_base), welch_df(terms)
+        se, df = contrast_se([(1.0, s ** 2 / n, n), (-1.0, base_s ** 2 / n_base, n_base)])
         test = t_test(m - base_m, se, df)
         effect = arm != "base"
         table.append({"arm": arm, "seeds": n, "val error %": round(m, 2), "val sd": round(s, 2),

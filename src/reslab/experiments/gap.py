@@ -56,6 +56,12 @@ def welch_df(terms: list[tuple[float, float, int]]) -> float:
     return sum(c * c * v for c, v, _ in terms) ** 2 / den if den > 0 else math.inf
 
 
+def contrast_se(terms: list[tuple[float, float, int]]) -> tuple[float, float]:
+    """The standard error and Welch degrees of freedom of sum c_i m_i over independent means, each term
+    (c_i, variance of m_i, n_i)."""
+    return math.sqrt(sum(c * c * v for c, v, _ in terms)), welch_df(terms)
+
+
 def t_test(estimate: float, se: float, df: float) -> dict[str, float]:
     """Two-sided test of ``estimate`` against zero: the half-width of its 95% interval and the p-value (Welch's
     test when ``df`` comes from :func:`welch_df`). With 3 seeds an arm df is about 4, where the 95% point is 2.78
@@ -169,7 +175,7 @@ def additivity(errors: dict[str, dict[str, list[float]]]) -> dict | None:
     total = sum(m - mb for m, _ in parts)
     terms = [(1.0, vc, len(errors["combined"]["val"])), (len(PARTS) - 1.0, vb, len(errors["base"]["val"]))]
     terms += [(-1.0, v, len(errors[p]["val"])) for p, (_, v) in zip(PARTS, parts)]
-    se, df = math.sqrt(sum(c * c * v for c, v, _ in terms)), welch_df(terms)
+    se, df = contrast_se(terms)
     test = t_test(mc - mb - total, se, df)
     return {"combined": round(mc - mb, 2), "sum of parts": round(total, 2), "difference": round(mc - mb - total, 2),
             "se": round(se, 2), "df": round(df, 1), "ci95": round(test["ci95"], 2), "p": float(f"{test['p']:.3g}")}
