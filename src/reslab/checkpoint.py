@@ -65,8 +65,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        raise CheckpointError.unreadable("checkpoint", path, e) from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a reslab checkpoint (no model state)")
     return migrate(state, path)

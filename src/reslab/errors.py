@@ -5,6 +5,10 @@ Each is also the built-in exception a Python user would catch for it: an invalid
 (with its ``filename``), so ``except ValueError`` or ``except FileNotFoundError`` works on reslab's too.
 """
 
+from __future__ import annotations
+
+import re
+
 
 class ReslabError(Exception):
     """A problem the user can fix (bad input, bad config, missing file); never a bug in reslab."""
@@ -33,6 +37,25 @@ class DataError(ReslabError):
 
 class CheckpointError(ReslabError):
     """A missing, corrupt or mismatched checkpoint."""
+
+    @classmethod
+    def unreadable(cls, what: str, path: object, error: BaseException) -> CheckpointError:
+        """``torch.load(weights_only=True)`` failed on ``path``: why, in one line. Where the unpickler refused
+        a global, say so; torch's own advice to load with ``weights_only=False`` (which would run the code the
+        file carries) is not passed on."""
+        message = str(error)
+        called = re.search(r"GLOBAL ([\w.]+)", message)
+        if called:
+            return cls(f"cannot read {what} {path}: it asks to import and call {called.group(1)}; reslab loads "
+                       f"tensors and plain values only and never runs code from a file")
+        boiler = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
+        lines = [ln.strip().removeprefix("WeightsUnpickler error:").strip() for ln in message.splitlines()]
+        detail = [ln for ln in lines if ln and not ln.startswith(boiler)]
+        if "weights only" in message.lower():
+            reason = f"not a PyTorch file, or a damaged one ({detail[-1] if detail else 'unreadable pickle'})"
+        else:
+            reason = (detail[0].split(". ")[0] if detail else type(error).__name__)[:200]  # the first sentence
+        return cls(f"cannot read {what} {path}: {reason}")
 
 
 class ConfigNotFound(ConfigError, NotFound):

@@ -310,6 +310,24 @@ def test_missing_or_corrupt_file_is_one_line(tmp_path):
     assert str(one_line_error(model, tmp_path / "junk.pth")).startswith(f"cannot read weights file {tmp_path}")
 
 
+class TouchOnLoad:
+    """Unpickling this would create the file it names: proof that the load ran code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_weights_file_that_carries_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"fc.bias": torch.zeros(2), "x": TouchOnLoad(marker)}, tmp_path / "evil.pth")
+    error = str(one_line_error(create_model("resnet18"), tmp_path / "evil.pth"))
+    assert "asks to import and call" in error and "never runs code" in error and "weights_only" not in error
+    assert not marker.exists()
+
+
 def test_a_file_that_is_not_a_state_dict_is_one_line(tmp_path):
     model = create_model("resnet18")
     torch.save({"epoch": 3, "model": {"fc.bias": torch.zeros(2)}}, tmp_path / "ckpt.pth")

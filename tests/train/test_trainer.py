@@ -299,8 +299,15 @@ def test_corrupt_foreign_and_code_carrying_checkpoints_are_refused(tmp_path):
 
     evil = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": EvilPayload()}, evil)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*asks to import and call print; reslab .* never runs code") as refused:
         load_checkpoint(evil)
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)  # no advice to run it anyway
+
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 4)  # neither a zip archive nor a pickle
+    with pytest.raises(CheckpointError, match="not a PyTorch file, or a damaged one") as refused:
+        load_checkpoint(noise)
+    assert "weights_only" not in str(refused.value)
 
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")

@@ -116,8 +116,7 @@ def _read(source: Source) -> tuple[dict[str, Tensor], str]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"cannot read weights file {path}: {first[:200]}") from None
+            raise CheckpointError.unreadable("weights file", path, e) from None
     if not isinstance(state, Mapping) or not state:
         what = "an empty dict" if isinstance(state, Mapping) else f"a {type(state).__name__}"
         raise CheckpointError(f"{name} is not a state dict (names to tensors) but {what}")
