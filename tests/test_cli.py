@@ -77,6 +77,13 @@ def test_bad_config_values(tmp_path, image_folder, train_args, override, message
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_an_unknown_network_is_refused_before_the_training_line(tmp_path, image_folder, train_args, capsys):
+    args = [a for a in train_args(tmp_path, image_folder, "--train.steps=2", "--model.name=resnet21") if a != "--quiet"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "reslab: error: unknown model 'resnet21'; did you mean resnet32, resnet20, resnet18?"]
+
+
 def test_missing_dataset_and_empty_class(tmp_path, image_folder, train_args, capsys):
     args = train_args(tmp_path, image_folder, "--train.steps=2", "--data.path=" + json.dumps(str(tmp_path / "no")))
     assert main(args) == 2

@@ -71,6 +71,7 @@ def without_nproc(argv: list[str]) -> list[str]:
 def cmd_train(args: argparse.Namespace) -> int:
     from reslab.config import load_config
     from reslab.dist import launched_rank
+    from reslab.models import MODELS
     from reslab.rundir import RunDir, run_dir_of
     from reslab.workflows.train import train_run
 
@@ -87,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = RunDir(args.resume).read_config(overrides)
     else:  # no CONFIG: the defaults plus overrides
         cfg = load_config(args.config, overrides)
+    MODELS.get(cfg.model.name)  # an unknown network is refused before any line says it is training
     resume = bool(args.resume) or (args.resume_if_exists and run_dir_of(cfg).last_checkpoint.is_file())
     primary = launched_rank() == 0
     quiet = args.quiet or not primary
