@@ -299,7 +299,8 @@ def test_corrupt_foreign_and_code_carrying_checkpoints_are_refused(tmp_path):
 
     evil = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": EvilPayload()}, evil)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*asks to import and call print; reslab .* never runs code") as refused:
+    refusal = "cannot read checkpoint .*asks to import and call print; reslab .* never runs code"
+    with pytest.raises(CheckpointError, match=refusal) as refused:
         load_checkpoint(evil)
     assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)  # no advice to run it anyway
 
