@@ -38,6 +38,50 @@ def test_effects_standard_errors_and_detectable_size_on_exact_numbers():
     assert verdict(clear)[0].startswith("pixel-mean: lowers the validation error (-1.03 +- ")
 
 
+def test_dunnett_adjusts_each_arm_for_the_others_on_the_pooled_variance():
+    from scipy import stats
+
+    from reslab.experiments.gap import dunnett
+
+    def arms(**vals):
+        return {a.replace("_", "-"): {"val": v, "train": [1.0] * len(v)} for a, v in vals.items()}
+
+    # one arm: nothing to adjust for, so Dunnett's p is Student's pooled two-sample t-test (up to its integral)
+    one = arms(base=[10.0, 12.0, 10.4], decay_bn=[8.0, 9.0, 8.5])
+    assert dunnett(one)["decay-bn"] == pytest.approx(stats.ttest_ind([8.0, 9.0, 8.5], [10.0, 12.0, 10.4]).pvalue,
+                                                      abs=2e-3)
+    # three arms: each p lies between the unadjusted pooled t-test's (one test) and Bonferroni's 3x (the union bound)
+    data = arms(base=[10.0, 10.4, 9.8], decay_bn=[9.2, 9.6, 9.1], pixel_mean=[10.3, 9.9, 10.6],
+                ghost_bn_64=[9.0, 9.5, 9.3])
+    groups = list(data.values())
+    df = sum(len(g["val"]) for g in groups) - len(groups)
+    pooled = sum((len(g["val"]) - 1) * stats.tvar(g["val"]) for g in groups) / df
+    got = dunnett(data)
+    for arm in ("decay-bn", "pixel-mean", "ghost-bn-64"):
+        diff = stats.tmean(data[arm]["val"]) - stats.tmean(data["base"]["val"])
+        single = 2 * stats.t.sf(abs(diff) / math.sqrt(pooled * (1 / 3 + 1 / 3)), df)
+        assert single - 2e-3 <= got[arm] <= min(1.0, 3 * single) + 2e-3 and got[arm] > single
+    assert dunnett(arms(base=[10.0], decay_bn=[9.0, 9.5])) is None  # a single seed has no spread
+    assert dunnett(arms(base=[10.0, 10.0])) is None
+
+
+def test_an_effect_that_only_one_arm_s_own_test_finds_is_flagged():
+    def arm(*v):
+        return {"val": list(v), "train": [1.0] * len(v)}
+
+    # decay-bn's seeds agree closely with the base's, so Welch finds its -0.5; the other arms' wide spread
+    # enters Dunnett's pooled variance, and over three arms the same -0.5 is no longer told from chance
+    table = summarise({"base": arm(10.0, 10.1, 9.9), "decay-bn": arm(9.5, 9.6, 9.4),
+                       "pixel-mean": arm(8.0, 12.0, 10.0), "ghost-bn-64": arm(7.0, 13.0, 10.0)})
+    row = table[1]
+    assert row["effect p"] < 0.05 <= row["effect p (Dunnett)"]
+    line = verdict(table)[0]
+    assert line.startswith("decay-bn: lowers the validation error (-0.50 +- ")
+    assert f"Dunnett p = {row['effect p (Dunnett)']:.3g} over 3 arms" in line
+    assert line.endswith("Not once 3 arms are tested against one base (Dunnett): it may be chance.")
+    assert not verdict(table)[1].endswith("chance.")
+
+
 def test_each_arm_changes_one_thing_from_the_base():
     base = load_config(None, ["--train.steps=10", "--train.precision=fp32"])
     assert arm_config(base, "bf16", 1, "out").train.precision == "bf16"

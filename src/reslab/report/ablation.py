@@ -111,9 +111,10 @@ def effects(table: Sequence[dict]) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=[r["effect on val error"] for r in rows], y=[r["arm"] for r in rows], mode="markers",
         error_x=dict(array=[r["effect ci95"] for r in rows]), marker=dict(color=colors, size=9),
-        customdata=[[r["effect ci95"], r["seeds"], r["what differs"], r["effect p"]] for r in rows],
-        hovertemplate="%{y}: %{x:+.2f} +- %{customdata[0]:.2f} points (95%), Welch p = %{customdata[3]:.3f}, "
-                      "%{customdata[1]} seeds<br>%{customdata[2]}<extra></extra>"))
+        customdata=[[r["effect ci95"], r["seeds"], r["what differs"], r["effect p"],
+                     "-" if r.get("effect p (Dunnett)") is None else f"{r['effect p (Dunnett)']:.3g}"] for r in rows],
+        hovertemplate="%{y}: %{x:+.2f} +- %{customdata[0]:.2f} points (95%), Welch p = %{customdata[3]:.3g}, "
+                      "Dunnett p = %{customdata[4]}, %{customdata[1]} seeds<br>%{customdata[2]}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#555", width=1))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="effect on final validation error (points; bars: 95% interval)")
