@@ -176,6 +176,9 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
                      f"{_span(gap['explained'])} points (+- {gap['se']:.2f}); left unexplained: "
                      f"{_span(gap['unexplained'])}. The effects come from runs of {base.train.steps or '?'} iterations, "
                      f"the reference ran {gap['reference steps']:,}: that they carry over is assumed, not measured.")
+        if gap["unmeasured"]:
+            lines.append("Not measured, so inside what is left unexplained: " + "; ".join(
+                f"{u['cause']} (no {u['arm']} arm in this record)" for u in gap["unmeasured"]) + ".")
     steps = base.train.steps or f"{base.train.epochs} epochs"
     return finish(folder, {
         "title": f"Why {base.model.name} lands off the paper: one lever at a time", "kind": "ablation",

@@ -218,12 +218,16 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
     error each adds to the reference, with standard errors); the JPEG cost is an interval, so the sums are.
 
     Every cause is linear in the arms' means (``variances``: each arm's variance of the mean), and the causes
-    share the base arm, so the sum's standard error adds the coefficients arm by arm before squaring."""
+    share the base arm, so the sum's standard error adds the coefficients arm by arm before squaring. A lever in
+    which the reference differs from the paper but which no arm measured (the bf16 arm, on a CPU that cannot
+    run it) is listed under ``unmeasured``: its share, whatever it is, stays inside the unexplained rest."""
     ref_error, paper = 100 * summary["final"]["val_error"], PAPER_TEST_ERROR[ref.model.name]
     effects = {r["arm"]: (r["effect on val error"], r["effect se"]) for r in table if r["arm"] != "base"}
-    rows = []
+    rows, unmeasured = [], []
     for arm, (differs, sign, what) in gap_causes(ref, summary).items():
-        if differs and arm in effects:
+        if differs and arm not in effects:
+            unmeasured.append({"cause": what, "arm": arm})  # the reference differs here, but no arm measured it
+        elif differs:
             rows.append({"cause": what, "arm": arm, "low": sign * effects[arm][0], "high": sign * effects[arm][0],
                          "se": effects[arm][1], "coef": ({arm: sign, "base": -sign},) * 2})
     images = training_images(summary, ref.data.batch_size)
@@ -251,4 +255,4 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
             "reference steps": summary["steps"],
             "causes": [{k: round(v, 2) if k in ("low", "high") else v for k, v in r.items() if k != "coef"} for r in rows],
             "explained": [round(low, 2), round(high, 2)], "unexplained": [round(gap - high, 2), round(gap - low, 2)],
-            "se": round(max(spread), 2)}
+            "se": round(max(spread), 2), "unmeasured": unmeasured}

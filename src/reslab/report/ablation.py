@@ -145,6 +145,7 @@ def ablation_sections(page: "Page", exp: dict) -> None:
         rows = [[c["cause"], c["arm"], c["low"] if c["low"] == c["high"] else f"{c['low']} to {c['high']}", c["se"]]
                 for c in gap["causes"]]
         span = lambda pair: pair[0] if pair[0] == pair[1] else f"{pair[0]} to {pair[1]}"  # noqa: E731
+        rows += [[u["cause"], f"(no {u['arm']} arm)", "not measured", ""] for u in gap.get("unmeasured", [])]
         rows += [["explained", "", span(gap["explained"]), gap["se"]],
                  ["left unexplained", "", span(gap["unexplained"]), gap["se"]]]
         page.table(["cause", "arm", "points", "se"], rows)
