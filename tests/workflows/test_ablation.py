@@ -20,6 +20,7 @@ def test_effects_standard_errors_and_detectable_size_on_exact_numbers():
                        "decay-bn": {"val": arm_val, "train": [1.0, 2.0]}})
     base, arm = table
     assert base["val error %"] == 11.0 and base["val sd"] == round(math.sqrt(2), 2) and base["effect on val error"] is None
+    assert base["smallest detectable"] is None  # the base is not compared with itself
     assert arm["effect on val error"] == -2.5 and arm["effect se"] == round(math.sqrt(2 / 2 + 0.5 / 2), 2)
     # Welch's t-test, against scipy's own: df = (0.25 + 1)^2 / (0.25^2 / 1 + 1^2 / 1)
     welch = stats.ttest_ind(arm_val, base_val, equal_var=False)

@@ -108,7 +108,7 @@ def summarise(errors: dict[str, dict[str, list[float]]]) -> list[dict]:
                       "effect df": round(df, 1) if effect else None,
                       # as Welch's, 3 digits; its quasi-Monte Carlo integral is good to about 1e-3
                       "effect p (Dunnett)": float(f"{adjusted[arm]:.3g}") if arm in adjusted else None,
-                      "smallest detectable": round(detectable(s, n, base_s, n_base), 2),
+                      "smallest detectable": round(detectable(s, n, base_s, n_base), 2) if effect else None,
                       "what differs": ARMS[arm][0]})
     return table
 
