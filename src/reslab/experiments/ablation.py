@@ -10,9 +10,9 @@ Satterthwaite degrees of freedom, about 4 with 3 seeds an arm: the 95% interval 
 errors, not 1.96). The smallest effect the design detects (two-sided 5%, 80% power) is
 (t_0.975 + t_0.8) x pooled s x sqrt(1/n_a + 1/n_b), 3.7 x s x sqrt(2/n) at n = 3: the table states it per arm.
 Seven arms tested so at 3 seeds call an effect somewhere in about 17% of ablations in which no lever
-does anything (``benchmarks/ablation_null.py``; each test alone is conservative there, 3.4%); so the table also gives Dunnett's
-p, adjusted for comparing every arm with one base (on the pooled variance), and the verdict flags an
-effect that Welch's test of its arm finds but Dunnett's does not.
+does anything (``benchmarks/ablation_null.py``; each test alone is conservative there, 3.4%); so the
+table also gives Dunnett's p, adjusted for comparing every arm with one base (on the pooled variance),
+and the verdict flags an effect that Welch's test of its arm finds but Dunnett's does not.
 
 The numbers past the table (the JPEG cost, the size gain, whether effects add up, the gap to the paper
 split into causes) come from :mod:`reslab.experiments.gap`.
