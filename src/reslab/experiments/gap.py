@@ -78,7 +78,8 @@ def dunnett(errors: dict[str, dict[str, list[float]]]) -> dict[str, float] | Non
     base (the chance that any arm without an effect is called one stays 5%; Welch's test of each arm alone
     makes that chance grow with the arms), on the arms' pooled variance. None with no arm beside the base, an
     arm with a single seed, or no spread at all. Its p-values come from a quasi-Monte Carlo integral
-    (``random_state=0``, so a record is reproducible; they move in the fourth digit between seeds of it)."""
+    (``random_state=0``, so a record is reproducible; good to about 1e-3: 0.0270 against Student's exact
+    0.0272 for a single arm)."""
     from scipy import stats
 
     others = [a for a in errors if a != "base"]
