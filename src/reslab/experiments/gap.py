@@ -175,11 +175,11 @@ def size_gain(errors: dict[str, dict[str, list[float]]], sizes: dict[str, int], 
     linear in log(size); None without the ``train-40k`` arm."""
     if "train-40k" not in errors or sizes.get("train-40k", 0) >= sizes.get("base", 0):
         return None
-    (mb, sb), (ms, ss) = mean_sd(errors["base"]["val"]), mean_sd(errors["train-40k"]["val"])
+    (mb, vb), (ms, vs) = mean_var(errors["base"]["val"]), mean_var(errors["train-40k"]["val"])
     factor = math.log(target / sizes["base"]) / math.log(sizes["base"] / sizes["train-40k"])
-    se = math.sqrt(sb ** 2 / len(errors["base"]["val"]) + ss ** 2 / len(errors["train-40k"]["val"]))
+    se, _ = contrast_se([(factor, vs, len(errors["train-40k"]["val"])), (-factor, vb, len(errors["base"]["val"]))])
     return {"target": target, "val error %": round(mb - factor * (ms - mb), 2), "gain": round(factor * (ms - mb), 2),
-            "se": round(factor * se, 2), "sizes": dict(sizes), "coef": {"train-40k": factor, "base": -factor}}
+            "se": round(se, 2), "sizes": dict(sizes), "coef": {"train-40k": factor, "base": -factor}}
 
 
 def additivity(errors: dict[str, dict[str, list[float]]]) -> dict | None:
