@@ -358,3 +358,17 @@ def test_training_steps_read_nothing_back_between_log_steps(monkeypatch):
     by_step = dict(reads)
     assert by_step[19] - by_step[11] == 0  # steps 12..19: no read at all
     assert by_step[10] - by_step[9] >= 1  # the window's read at step 10 is counted: the probe works
+
+
+def test_metric_window_grows_instead_of_allocating_log_every_slots():
+    """A huge log_every (10**9 silences the log) must not allocate 4 GB up front; the sums stay exact."""
+    from reslab.train.window import MetricWindow
+
+    window = MetricWindow(torch.device("cpu"), 10**9)
+    assert window._losses.numel() <= 1024
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])  # predicts 0, then 1
+    for step in range(1, 3001):  # past the first allocation: it grows
+        window.record(step, torch.tensor(float(step)), logits, torch.tensor([0, 0]))
+    window.read()
+    assert window.seen == 6000 and window.errors == 3000
+    assert window.loss == 2 * sum(range(1, 3001))  # each step's mean loss x its 2 images

@@ -21,7 +21,8 @@ from reslab.errors import TrainingDiverged
 class MetricWindow:
     def __init__(self, device: torch.device, capacity: int, dist: Dist = SINGLE) -> None:
         self.device, self.dist = device, dist
-        self._losses = torch.zeros(max(1, capacity), device=device)  # per pending step: loss x images
+        # per pending step: loss x images; grows on demand, so a huge log_every does not allocate it all up front
+        self._losses = torch.zeros(min(max(1, capacity), 1024), device=device)
         self._errors = torch.zeros((), device=device)
         self._pending = 0  # steps recorded since the last read
         self._first_step = 0
