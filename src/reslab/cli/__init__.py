@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from reslab.dist import launched_rank, shutdown
+    from reslab.memory import keep_freed_memory
 
+    keep_freed_memory()  # a step's freed tensors are reused, not mapped and zeroed afresh (reslab.memory)
     rank = launched_rank()
     try:
         code = COMMANDS[args.command](args)

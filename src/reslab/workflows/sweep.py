@@ -42,6 +42,9 @@ def _train_in_worker(cfg_dict: dict, state: str, threads: int) -> str:
     """One run in a worker process, with its share of the cores."""
     import torch
 
+    from reslab.memory import keep_freed_memory
+
+    keep_freed_memory()  # a fresh interpreter: the parent's allocator settings are not inherited
     torch.set_num_threads(threads)
     cfg = config_from_dict(cfg_dict)
     train_run(cfg, resume=state == "resumable", overwrite=state == "new")
