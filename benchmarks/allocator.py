@@ -7,7 +7,7 @@ reslab's ``Trainer`` and ``BatchLoader`` (random CIFAR-sized uint8 images: the s
 the pixels), then times ``--steps`` steps and counts the page faults and the kernel time they cost.
 
 Usage: python benchmarks/allocator.py [--cases resnet20:1 resnet20:2 resnet56:2] [--steps 30] [--repeats 3]
-(a case is network:threads). Run it with nothing else busy.
+(a case is network:threads, or network:threads:image size; 32 by default, 16 is the demo's). Run it with nothing else busy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 
 
-def child(model_name: str, threads: int, keep: bool, steps: int, warmup: int, batch: int) -> dict:
+def child(model_name: str, threads: int, size: int, keep: bool, steps: int, warmup: int, batch: int) -> dict:
     import torch
 
     from reslab.memory import keep_freed_memory
@@ -45,7 +45,7 @@ def child(model_name: str, threads: int, keep: bool, steps: int, warmup: int, ba
             self.t1, self.r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 
     g = torch.Generator().manual_seed(0)
-    data = ArrayDataset(torch.randint(0, 256, (4096, 3, 32, 32), dtype=torch.uint8, generator=g),
+    data = ArrayDataset(torch.randint(0, 256, (4096, 3, size, size), dtype=torch.uint8, generator=g),
                         torch.randint(0, 10, (4096,), generator=g), [str(i) for i in range(10)])
     torch.manual_seed(0)
     device, model = torch.device("cpu"), create_model(model_name, num_classes=10)
@@ -63,10 +63,10 @@ def child(model_name: str, threads: int, keep: bool, steps: int, warmup: int, ba
 
 
 def measure(case: str, keep: bool, args) -> dict:
-    model, threads = case.split(":")
+    model, threads, size = (case + ":32").split(":")[:3]
     env = dict(os.environ, RESLAB_KEEP_FREED_MEMORY="1" if keep else "0")
     env.pop("GLIBC_TUNABLES", None)
-    out = subprocess.run([sys.executable, __file__, "--child", model, threads, "1" if keep else "0",
+    out = subprocess.run([sys.executable, __file__, "--child", model, threads, size, "1" if keep else "0",
                           str(args.steps), str(args.warmup), str(args.batch)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -74,8 +74,8 @@ def measure(case: str, keep: bool, args) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        m, threads, keep, steps, warmup, batch = sys.argv[2:8]
-        print(json.dumps(child(m, int(threads), keep == "1", int(steps), int(warmup), int(batch))))
+        m, threads, size, keep, steps, warmup, batch = sys.argv[2:9]
+        print(json.dumps(child(m, int(threads), int(size), keep == "1", int(steps), int(warmup), int(batch))))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", default=["resnet20:1", "resnet20:2", "resnet56:2"])
