@@ -201,3 +201,30 @@ def test_config_that_is_a_folder_and_bare_checkpoint_on_the_sample(tmp_path, cap
     assert main(["eval", str(bare), "--data", "sample", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 5000 and Path(report["written_to"]).parent == tmp_path / "eval"
+
+
+
+def test_sigterm_in_an_experiment_says_that_the_same_command_continues(tmp_path):
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "reslab", "experiment", "degradation", "--out", str(out), "--quiet",
+           "--data.dataset=sample", "--data.limit=512", "--data.val_size=100", "--data.batch_size=64",
+           "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--train.precision=fp32",
+           "--train.steps=100000", "--train.eval_every=1000", "--train.log_every=1",
+           '--experiment.models=["lenet5","plain20"]']
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = out / "runs" / "lenet5"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(RunDir(run).read_metrics()) < 2:
+            time.sleep(0.2)
+        assert RunDir(run).read_metrics(), "training never started"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143
+    line = err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM after step" in line and f"reslab train --resume {run}" in line
+    assert line.endswith("or run the same reslab experiment command again: finished runs are skipped and "
+                         "stopped ones resume from their checkpoints")
+    assert not (out / "runs" / "plain20").exists()  # the next run never started

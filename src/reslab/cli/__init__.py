@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SWEEPS = ("experiment", "demo")  # commands that train several runs: rerunning them continues where they stopped
+RERUN = "finished runs are skipped and stopped ones resume from their checkpoints"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from reslab.cli.commands import COMMANDS
 
@@ -148,15 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ReslabError as e:
         if rank == 0 or not isinstance(e, Interrupted):  # other ranks repeat rank 0's stop message
-            print(f"reslab{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
+            again = f"; or run the same reslab {args.command} command again: {RERUN}" if (
+                isinstance(e, Interrupted) and args.command in SWEEPS) else ""
+            print(f"reslab{f' (rank {rank})' if rank else ''}: error: {e}{again}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a file-system failure no command turned into a message of its own: still one line
         where = f"{e.filename}: " if e.filename else ""
         print(f"reslab{f' (rank {rank})' if rank else ''}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nreslab: interrupted; a run continues from its last checkpoint with reslab train --resume RUN_DIR",
-              file=sys.stderr)
+        how = (f"run the same reslab {args.command} command again: {RERUN}" if args.command in SWEEPS
+               else "a run continues from its last checkpoint with reslab train --resume RUN_DIR")
+        print(f"\nreslab: interrupted; {how}", file=sys.stderr)
         return 130
 
 
