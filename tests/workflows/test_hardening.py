@@ -228,3 +228,32 @@ def test_sigterm_in_an_experiment_says_that_the_same_command_continues(tmp_path)
     assert line.endswith("or run the same reslab experiment command again: finished runs are skipped and "
                          "stopped ones resume from their checkpoints")
     assert not (out / "runs" / "plain20").exists()  # the next run never started
+
+
+def test_ctrl_c_stops_a_parallel_experiment_and_says_how_to_continue(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) in ``reslab experiment --jobs 2``: each worker checkpoints
+    its run, the queued run never starts, one line says that the same command continues, exit 130. (It used
+    to hang: a worker killed outside training could leave the pool's result queue locked.)"""
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "reslab", "experiment", "degradation", "--out", str(out), "--jobs", "2",
+           "--data.dataset=sample", "--data.limit=512", "--data.val_size=100", "--data.batch_size=64",
+           "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--train.precision=fp32",
+           "--train.steps=100000", "--train.eval_every=1000", "--train.log_every=1",
+           '--experiment.models=["lenet5","plain20","resnet20"]']
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    runs = [out / "runs" / name for name in ("lenet5", "plain20")]
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not all(len(RunDir(r).read_metrics()) >= 2 for r in runs):
+            time.sleep(0.2)
+        assert all(RunDir(r).read_metrics() for r in runs), "training never started"
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130
+    assert "interrupted; run the same reslab experiment command again: finished runs are skipped" in err
+    for r in runs:
+        state = load_checkpoint(r / "checkpoints" / "last.pt")
+        assert state["step"] == max(m["step"] for m in RunDir(r).read_metrics()) >= 2
+    assert not (out / "runs" / "resnet20").exists()  # the queued run never started

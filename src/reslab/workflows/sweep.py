@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -38,16 +40,45 @@ def status(cfg: RunConfig) -> str:
     return run_dir_of(cfg).status(as_dict(run_config(cfg)))
 
 
+_STOP = None  # in a worker: the parent's request to stop (a multiprocessing Event)
+
+
+def _init_worker(stop) -> None:
+    """A worker ignores Ctrl-C and SIGTERM except while it trains, when the Trainer's handlers take them (a
+    checkpoint, then a stop). Killed anywhere else, say while sending its result, it could leave the pool's
+    result queue locked and the whole sweep hung; the parent stops it through ``stop`` instead."""
+    global _STOP
+    _STOP = stop
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _forward_stop(done: threading.Event) -> None:
+    """Until this worker's run ends: once the parent asks to stop, send this process SIGTERM every half second
+    (ignored until the Trainer's handler is in place, then a checkpoint and a stop)."""
+    while not done.is_set():
+        if _STOP is not None and _STOP.wait(0.5) and not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.wait(0.5)
+
+
 def _train_in_worker(cfg_dict: dict, state: str, threads: int) -> str:
     """One run in a worker process, with its share of the cores."""
     import torch
 
     from reslab.memory import keep_freed_memory
 
+    cfg = config_from_dict(cfg_dict)
+    if _STOP is not None and _STOP.is_set():  # queued before the stop and not cancellable: do not start it
+        return cfg.name
     keep_freed_memory()  # a fresh interpreter: the parent's allocator settings are not inherited
     torch.set_num_threads(threads)
-    cfg = config_from_dict(cfg_dict)
-    train_run(cfg, resume=state == "resumable", overwrite=state == "new")
+    done = threading.Event()
+    threading.Thread(target=_forward_stop, args=(done,), daemon=True).start()
+    try:
+        train_run(cfg, resume=state == "resumable", overwrite=state == "new")
+    finally:
+        done.set()
     return cfg.name
 
 
@@ -96,11 +127,18 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
         threads = max(1, (os.cpu_count() or 1) // jobs)
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no shared torch thread pools
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_in_worker, as_dict(cfg), st, threads)
-                       for cfg, st in zip(configs, states) if st != "finished"]
-            for f in as_completed(futures):  # each line as its run ends, whichever ends first
-                log(f"{f.result()}: done ({pace.finished()})")
+        stop = ctx.Event()
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(stop,)) as pool:
+            try:
+                futures = [pool.submit(_train_in_worker, as_dict(cfg), st, threads)
+                           for cfg, st in zip(configs, states) if st != "finished"]
+                for f in as_completed(futures):  # each line as its run ends, whichever ends first
+                    log(f"{f.result()}: done ({pace.finished()})")
+            except BaseException:  # Ctrl-C, or a run that failed: the running runs checkpoint and stop, no new one starts
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     else:
         for i, (cfg, st) in enumerate(zip(configs, states), start=1):
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
