@@ -53,11 +53,11 @@ def _init_worker(stop) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _forward_stop(done: threading.Event) -> None:
-    """Until this worker's run ends: once the parent asks to stop, send this process SIGTERM every half second
-    (ignored until the Trainer's handler is in place, then a checkpoint and a stop)."""
+def _forward_stop(stop, done: threading.Event) -> None:
+    """Until this worker's run is ``done``: once the parent sets ``stop``, send this process SIGTERM every half
+    second (ignored until the Trainer's handler is in place, then a checkpoint and a stop)."""
     while not done.is_set():
-        if _STOP is not None and _STOP.wait(0.5) and not done.is_set():
+        if stop.wait(0.5) and not done.is_set():
             os.kill(os.getpid(), signal.SIGTERM)
             done.wait(0.5)
 
@@ -74,7 +74,8 @@ def _train_in_worker(cfg_dict: dict, state: str, threads: int) -> str:
     keep_freed_memory()  # a fresh interpreter: the parent's allocator settings are not inherited
     torch.set_num_threads(threads)
     done = threading.Event()
-    threading.Thread(target=_forward_stop, args=(done,), daemon=True).start()
+    if _STOP is not None:
+        threading.Thread(target=_forward_stop, args=(_STOP, done), daemon=True).start()
     try:
         train_run(cfg, resume=state == "resumable", overwrite=state == "new")
     finally:
