@@ -27,6 +27,30 @@ def sample_args(tmp_path, *extra, name="s"):
             "--train.precision=fp32", "--train.log_every=1", "--quiet", *extra]
 
 
+def signal_once_training(cmd, runs, sig, *, lines=2, group=False, env=None) -> tuple[int, str]:
+    """Start ``cmd``, wait until every run folder in ``runs`` has ``lines`` metrics lines, send ``sig`` (to the
+    whole process group with ``group``, as Ctrl-C does), and return the exit code and stderr."""
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, start_new_session=group)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not all(len(RunDir(r).read_metrics()) >= lines for r in runs):
+            time.sleep(0.2)
+        assert all(RunDir(r).read_metrics() for r in runs), "training never started"
+        os.killpg(child.pid, sig) if group else child.send_signal(sig)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    return child.returncode, err
+
+
+def experiment_args(tmp_path, models, *extra):
+    return [sys.executable, "-m", "reslab", "experiment", "degradation", "--out", str(tmp_path / "exp"), *extra,
+            "--data.dataset=sample", "--data.limit=512", "--data.val_size=100", "--data.batch_size=64",
+            "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--train.precision=fp32",
+            "--train.steps=100000", "--train.eval_every=1000", "--train.log_every=1",
+            f"--experiment.models={json.dumps(models)}"]
+
+
 def one_line_error(capsys, *fragments):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -104,19 +128,9 @@ def test_the_lock_dies_with_its_process(tmp_path):
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
     run = tmp_path / "runs" / "s"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-m", "reslab", *sample_args(tmp_path, "--train.steps=100000",
-                                                                         "--train.eval_every=1000")],
-                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(RunDir(run).read_metrics()) < 3:
-            time.sleep(0.2)
-        assert RunDir(run).read_metrics(), "training never started"
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 143
+    code, err = signal_once_training([sys.executable, "-m", "reslab", *sample_args(
+        tmp_path, "--train.steps=100000", "--train.eval_every=1000")], [run], signal.SIGTERM, lines=3, env=env)
+    assert code == 143
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "stopped by SIGTERM after step" in lines[0]
     assert f"reslab train --resume {run}" in lines[0]
@@ -205,24 +219,10 @@ def test_config_that_is_a_folder_and_bare_checkpoint_on_the_sample(tmp_path, cap
 
 
 def test_sigterm_in_an_experiment_says_that_the_same_command_continues(tmp_path):
-    out = tmp_path / "exp"
-    cmd = [sys.executable, "-m", "reslab", "experiment", "degradation", "--out", str(out), "--quiet",
-           "--data.dataset=sample", "--data.limit=512", "--data.val_size=100", "--data.batch_size=64",
-           "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--train.precision=fp32",
-           "--train.steps=100000", "--train.eval_every=1000", "--train.log_every=1",
-           '--experiment.models=["lenet5","plain20"]']
-    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    run = out / "runs" / "lenet5"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(RunDir(run).read_metrics()) < 2:
-            time.sleep(0.2)
-        assert RunDir(run).read_metrics(), "training never started"
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 143
+    out, run = tmp_path / "exp", tmp_path / "exp" / "runs" / "lenet5"
+    code, err = signal_once_training(experiment_args(tmp_path, ["lenet5", "plain20"], "--quiet"), [run],
+                                     signal.SIGTERM, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert code == 143
     line = err.strip().splitlines()[-1]
     assert "stopped by SIGTERM after step" in line and f"reslab train --resume {run}" in line
     assert line.endswith("or run the same reslab experiment command again: finished runs are skipped and "
@@ -235,23 +235,10 @@ def test_ctrl_c_stops_a_parallel_experiment_and_says_how_to_continue(tmp_path):
     its run, the queued run never starts, one line says that the same command continues, exit 130. (It used
     to hang: a worker killed outside training could leave the pool's result queue locked.)"""
     out = tmp_path / "exp"
-    cmd = [sys.executable, "-m", "reslab", "experiment", "degradation", "--out", str(out), "--jobs", "2",
-           "--data.dataset=sample", "--data.limit=512", "--data.val_size=100", "--data.batch_size=64",
-           "--data.cache_dir=" + json.dumps(str(tmp_path / "cache")), "--train.precision=fp32",
-           "--train.steps=100000", "--train.eval_every=1000", "--train.log_every=1",
-           '--experiment.models=["lenet5","plain20","resnet20"]']
-    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     runs = [out / "runs" / name for name in ("lenet5", "plain20")]
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and not all(len(RunDir(r).read_metrics()) >= 2 for r in runs):
-            time.sleep(0.2)
-        assert all(RunDir(r).read_metrics() for r in runs), "training never started"
-        os.killpg(child.pid, signal.SIGINT)
-        _, err = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 130
+    code, err = signal_once_training(experiment_args(tmp_path, ["lenet5", "plain20", "resnet20"], "--jobs", "2"),
+                                     runs, signal.SIGINT, group=True)
+    assert code == 130
     assert "interrupted; run the same reslab experiment command again: finished runs are skipped" in err
     for r in runs:
         state = load_checkpoint(r / "checkpoints" / "last.pt")
