@@ -12,15 +12,20 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 
-class Progress:
-    """``update(n, **figures)``, ``write(line)`` (a line above the bar), ``close()``; also a context manager."""
+NO_ETA = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"  # the caller's estimate
 
-    def __init__(self, stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0) -> None:
+
+class Progress:
+    """``update(n, **figures)``, ``write(line)`` (a line above the bar), ``close()``; also a context manager.
+    ``eta=False``: no time left from the bar's own rate (the caller knows better and says it in a figure)."""
+
+    def __init__(self, stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0,
+                 eta: bool = True) -> None:
         self.stream, self.total, self.desc, self.unit = stream, total, desc, unit
         self.done = initial
         self.tty = stream is not None and hasattr(stream, "isatty") and stream.isatty()
         self._bar = (tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=True,
-                          leave=False, smoothing=0.05) if self.tty else None)
+                          leave=False, smoothing=0.05, bar_format=None if eta else NO_ETA) if self.tty else None)
         self._next_tenth = (10 * initial // max(total, 1) + 1) if total else 11
 
     def update(self, n: int = 1, **figures: Any) -> None:
@@ -33,6 +38,13 @@ class Progress:
             self._next_tenth = 10 * self.done // self.total + 1
             extra = "".join(f" {k} {v}" for k, v in figures.items())
             self.write(f"{self.desc}: {self.done}/{self.total} {self.unit} ({100 * self.done / self.total:.0f}%){extra}")
+
+    def set_total(self, total: int) -> None:
+        """A new goal, for work whose size becomes known as it goes."""
+        self.total = total
+        if self._bar is not None and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
 
     def write(self, line: str) -> None:
         if self._bar is not None:
@@ -53,8 +65,9 @@ class Progress:
         self.close()
 
 
-def progress(stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0) -> Progress:
-    return Progress(stream, total=total, desc=desc, unit=unit, initial=initial)
+def progress(stream: TextIO | None, *, total: int, desc: str, unit: str = "it", initial: int = 0,
+             eta: bool = True) -> Progress:
+    return Progress(stream, total=total, desc=desc, unit=unit, initial=initial, eta=eta)
 
 
 def duration(seconds: float) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 import sys
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from reslab.data.arrays import ArrayDataset
 from reslab.data.cache import cache_path, cache_root, load_cached, save_cached
 from reslab.data.budget import check_fits_in_memory
+from reslab.device import usable_cores
 from reslab.data.sources import IMAGE_SUFFIXES, Entry, directory_digest, iter_directory, iter_tar, sha256_file
 from reslab.errors import DataError, DataNotFound
 
@@ -66,13 +66,6 @@ def load_image_folder(path: str | Path, *, cache_dir: str | Path | None = None, 
                                 workers=usable_cores() if workers is None else workers, max_pixels=max_pixels)
         save_cached(cached_at, dataset)
     return dataset
-
-
-def usable_cores() -> int:
-    cores = os.cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        cores = min(cores, len(os.sched_getaffinity(0)))
-    return max(1, cores)
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class Trainer:
         several processes at the next read of the window, where the ranks agree). Returns the last
         evaluation's metrics.
         """
-        self.train_loader = train_loader
+        self.train_loader, self.total_steps = train_loader, total_steps  # callbacks may read the goal
         self._stop_reason, self.interrupted = None, ""
         fit_start, elapsed_before = time.perf_counter(), self.elapsed
         self.window.reset()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import platform
 from dataclasses import dataclass, replace
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import torch
 
@@ -48,9 +48,10 @@ def checkpoint_identity(cfg: RunConfig, data: DataBundle) -> dict[str, Any]:
 
 
 def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpointer: Checkpointer,
-                  total_steps: int, progress: TextIO | None, *, primary: bool = True) -> list:
+                  total_steps: int, progress: TextIO | None, *, primary: bool = True, extra: Sequence = ()) -> list:
     """The run's callbacks; other ranks than the primary keep only those that decide (early stopping,
-    the checkpointer's checks) and write nothing."""
+    the checkpointer's checks) and write nothing. ``extra`` callbacks (a caller's own) come before the
+    checkpointer."""
     callbacks: list = [MetricsLogger(run.metrics_file)] if primary else []
     if cfg.train.tensorboard and primary:
         callbacks.append(TensorBoardLogger(run.tb_dir, config=as_dict(cfg), config_text=run.config_text(cfg),
@@ -63,6 +64,7 @@ def callbacks_for(cfg: RunConfig, run: RunDir, model: torch.nn.Module, checkpoin
                                        restore_best=cfg.train.restore_best))
     if progress is not None and primary:
         callbacks.append(ProgressBar(progress, total_steps=total_steps))
+    callbacks.extend(extra)
     callbacks.append(checkpointer)  # last, so it saves the other callbacks' updated state
     return callbacks
 
@@ -79,8 +81,9 @@ def scaled_schedule(cfg: RunConfig, steps_per_epoch: int):
 
 
 def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
-              progress: TextIO | None = None) -> RunResult:
+              progress: TextIO | None = None, callbacks: Sequence = ()) -> RunResult:
     """Train ``cfg`` in ``<out_dir>/<name>``; with ``resume`` continue from its last checkpoint.
+    ``callbacks``: the caller's own, beside the run's usual ones.
 
     The run folder is locked for the whole run (a second writer is refused); a start that fails
     leaves no folder; SIGTERM/SIGINT end the run after a step, with a checkpoint, as :class:`Interrupted`.
@@ -113,11 +116,12 @@ def train_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
                 failure = e
         if not dist.all_agree(failure is None, device):
             raise failure or ReslabError(f"rank 0 could not start {run.path}; its message says why")
-        return _train(cfg, run, data, device, channels_last, dist, resume=resume, progress=progress)
+        return _train(cfg, run, data, device, channels_last, dist, resume=resume, progress=progress,
+                      callbacks=callbacks)
 
 
 def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, channels_last: bool, dist: Dist, *,
-           resume: bool, progress: TextIO | None) -> RunResult:
+           resume: bool, progress: TextIO | None, callbacks: Sequence = ()) -> RunResult:
     torch.manual_seed(cfg.train.seed)  # every rank the same: same stochastic-depth draws, and DDP checks it
     precision = resolve_precision(cfg.train.precision, device)
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16() and progress and dist.is_primary:
@@ -140,7 +144,7 @@ def _train(cfg: RunConfig, run: RunDir, data: DataBundle, device: torch.device, 
                       skips_layers=float(cfg.model.options.get("survival_prob", 1.0)) < 1.0,
                       accumulate=cfg.train.accumulate,
                       callbacks=callbacks_for(cfg, run, model, checkpointer, total_steps, progress,
-                                              primary=dist.is_primary))
+                                              primary=dist.is_primary, extra=callbacks))
     if resume:
         state = load_checkpoint(run.last_checkpoint, map_location=device)
         require_resumable(state, run.last_checkpoint)
