@@ -5,6 +5,7 @@ import json
 import pytest
 
 from reslab.cli import main
+from reslab.device import usable_cores
 
 
 def test_models_prints_the_table(capsys):
@@ -173,6 +174,7 @@ def test_demo_prints_its_plan_and_expected_time_and_takes_overrides(tmp_path, ca
     plan = captured.err.splitlines()
     assert plan[0].startswith("reslab demo: plain20, resnet20 on 4,500 images of the embedded CIFAR-10 sample at "
                               "16x16 (2 steps of 128 each, fp32 on cpu")
+    assert ("; 2 runs at once, " in plan[0]) == (usable_cores() >= 2)  # two workers on two cores or more
     assert plan[1].startswith("expected time on this machine: about ") and "--full" in plan[1]
     assert (out / "report.html").is_file() and "verdict" in captured.out
     runs = sorted(p.name for p in (out / "runs").iterdir() if not p.name.startswith("."))  # not the lock files

@@ -57,3 +57,29 @@ def test_the_users_own_malloc_tunables_win():
 def test_off_switch(monkeypatch):
     monkeypatch.setenv("RESLAB_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
+
+
+RELEASE = """
+import json, torch
+from pathlib import Path
+from reslab.memory import keep_freed_memory, release_freed_memory
+def rss():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+keep_freed_memory()
+before = rss()
+blocks = [torch.empty((8 << 20) // 4).fill_(1.0) for _ in range(25)]  # 200 MB in blocks the heap keeps
+del blocks
+kept = rss() - before
+released = release_freed_memory()
+print(json.dumps({"kept": kept, "after": rss() - before, "released": released}))
+"""
+
+
+@glibc
+def test_an_idle_process_hands_the_kept_memory_back():
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RESLAB_KEEP_FREED_MEMORY")}
+    out = subprocess.run([sys.executable, "-c", RELEASE], env=env, check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["released"] and r["kept"] > 150e6  # kept in the heap after the tensors were freed
+    assert r["after"] < 20e6, r  # handed back

@@ -40,3 +40,18 @@ def keep_freed_memory(threshold: int = THRESHOLD) -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # setting either also stops glibc from moving the mmap threshold by itself
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, threshold))
+
+
+def release_freed_memory() -> bool:
+    """Hand the free memory that :func:`keep_freed_memory` keeps in the heap back to the kernel (glibc's
+    ``malloc_trim``), for a process about to sit idle while others work: a sweep's parent while its workers
+    train keeps no tensors but would otherwise hold what its last work freed. Returns whether it could."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -233,14 +233,36 @@ def test_sigterm_in_an_experiment_says_that_the_same_command_continues(tmp_path)
 def test_ctrl_c_stops_a_parallel_experiment_and_says_how_to_continue(tmp_path):
     """Ctrl-C (SIGINT to the whole process group) in ``reslab experiment --jobs 2``: each worker checkpoints
     its run, the queued run never starts, one line says that the same command continues, exit 130. (It used
-    to hang: a worker killed outside training could leave the pool's result queue locked.)"""
+    to hang: a worker killed outside training could leave the pool's result queue locked.) The pool starts
+    the deepest networks first, so the shallow lenet5 is the one queued."""
     out = tmp_path / "exp"
-    runs = [out / "runs" / name for name in ("lenet5", "plain20")]
+    runs = [out / "runs" / name for name in ("plain20", "resnet20")]
     code, err = signal_once_training(experiment_args(tmp_path, ["lenet5", "plain20", "resnet20"], "--jobs", "2"),
                                      runs, signal.SIGINT, group=True)
     assert code == 130
     assert "interrupted; run the same reslab experiment command again: finished runs are skipped" in err
+    assert_checkpointed(runs)
+    assert not (out / "runs" / "lenet5").exists()  # the queued run never started
+
+
+def test_sigterm_to_the_parent_alone_stops_a_parallel_experiment_the_same_way(tmp_path):
+    """``kill PID`` (or ``docker stop``) reaches the parent only, not its workers: the parent asks them to
+    checkpoint and stop, says how to continue in one line and exits 143, instead of dying and leaving them."""
+    out = tmp_path / "exp"
+    runs = [out / "runs" / name for name in ("plain20", "resnet20")]
+    code, err = signal_once_training(experiment_args(tmp_path, ["lenet5", "plain20", "resnet20"], "--jobs", "2"),
+                                     runs, signal.SIGTERM)
+    assert code == 143, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("reslab: error: stopped by SIGTERM: the runs in training saved checkpoints"), line
+    assert line.endswith("run the same reslab experiment command again: finished runs are skipped and "
+                         "stopped ones resume from their checkpoints"), line
+    assert "Traceback" not in err
+    assert_checkpointed(runs)
+    assert not (out / "runs" / "lenet5").exists()
+
+
+def assert_checkpointed(runs):
     for r in runs:
         state = load_checkpoint(r / "checkpoints" / "last.pt")
         assert state["step"] == max(m["step"] for m in RunDir(r).read_metrics()) >= 2
-    assert not (out / "runs" / "resnet20").exists()  # the queued run never started

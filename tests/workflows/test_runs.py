@@ -13,7 +13,7 @@ from reslab.checkpoint import load_checkpoint
 from reslab.cli import main
 from reslab.config import load_config
 from reslab.rundir import ExperimentDir, RunDir
-from reslab.workflows import sweep
+from reslab.workflows import pool, probe, sweep
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_format0"
 
@@ -118,7 +118,8 @@ def test_a_sweep_says_how_long_the_rest_will_take_at_its_pace():
 
 
 def test_sweep_resumed_with_two_jobs_after_one(tmp_path):
-    """A sweep started with one job and a progress stream, resumed in two worker processes (no progress)."""
+    """A sweep started with one job, resumed in two worker processes, whose one progress bar counts the
+    steps of both workers, the resumed run's earlier steps included."""
     base = load_config(None, ["--train.steps=4", "--train.eval_every=2", "--train.log_every=1", "--train.precision=fp32",
                               "--data.dataset=sample", "--data.limit=256", "--data.val_size=64", "--data.batch_size=32",
                               f"--data.cache_dir=\"{tmp_path / 'cache'}\"", "--model.name=lenet5"])
@@ -131,13 +132,22 @@ def test_sweep_resumed_with_two_jobs_after_one(tmp_path):
                               "--data.val_size=64", "--data.batch_size=32",
                               f"--data.cache_dir=\"{tmp_path / 'cache'}\"", "--model.name=lenet5"])
     lines: list[str] = []
-    sweep.train_sweep(more, ["lenet5", "plain20"], folder, jobs=2, log=lines.append)
+    bar = io.StringIO()
+    sweep.train_sweep(more, ["lenet5", "plain20"], folder, jobs=2, log=lines.append, progress=bar)
+    assert bar.getvalue().splitlines()[-1] == "training 2 runs, 2 at once: 16/16 step (100%)", bar.getvalue()
     done = sorted(line for line in lines if ": done (" in line)
     assert len(done) == 2 and any(line.endswith("(2 of 2, the last)") for line in done)
     assert any("(1 of 2; about " in line and line.endswith(" to go at this pace)") for line in done)
     errors = errors_of(run.path)
     assert [r["step"] for r in run.read_metrics() if r["kind"] == "eval"] == [2, 4, 6, 8]
     assert load_checkpoint(run.last_checkpoint)["callbacks"]["checkpointer"]["best_error"] == min(errors)
+
+
+def test_a_pool_starts_the_deepest_networks_first():
+    names = ["plain20", "resnet56", "lenet5", "plain56", "no-such-net"]
+    configs = [load_config(None, [f"--model.name={n}", "--train.steps=1"]) for n in names]
+    assert [names[i] for i in sweep.longest_first(configs)] == ["resnet56", "plain56", "plain20", "lenet5",
+                                                                 "no-such-net"]
 
 
 def test_a_run_written_before_format_1_resumes(tmp_path, capsys):
@@ -213,3 +223,39 @@ def test_a_run_finished_before_a_setting_existed_is_still_finished_and_a_changed
     assert sweep.status(cfg) == "new"
     run.write_summary({"config": {**older, "train": {**older["train"], "accumulate": 2}}})
     assert sweep.status(cfg) == "new"  # a stored value that differs from today's default is a different recipe
+
+
+def test_a_pools_time_left_weighs_each_step_by_its_networks_depth():
+    """A resnet56 step (weight 56) costs 2.8 resnet20 steps (weight 20): half of resnet56's 100 steps in 10 s
+    leave 56 x 50 + 20 x 100 units at 2,800 units per 10 s; a resumed run's earlier steps are not this call's.
+    The shared array holds (planned, first, done) steps per run."""
+    now = [0.0]
+    pace = pool.PoolPace([56, 20], clock=lambda: now[0])
+    assert pace.read([0] * 6) == (0, 0, None)
+    now[0] = 10.0
+    planned, done, left = pace.read([100, 0, 50, 0, 0, 0])  # resnet20 not started: as long as the mean so far
+    assert (planned, done) == (200, 50) and left == pytest.approx(4800 * 10 / 2800)
+    now[0] = 0.0
+    resumed = pool.PoolPace([56, 0], clock=lambda: now[0])  # 0: depth not known, weighted as the mean (56)
+    now[0] = 10.0
+    assert resumed.read([100, 40, 40, 0, 0, 0])[2] is None  # resumed at step 40, nothing trained yet
+    assert resumed.read([100, 40, 60, 100, 0, 0])[2] == pytest.approx(56 * 140 * 10 / (56 * 20))
+
+
+def test_the_probe_adds_up_a_pools_time_as_the_pool_runs(monkeypatch):
+    """Seconds a step 3 for the 56-layer nets, 1 for the 20-layer ones, 10 steps each: one after another 80 s;
+    two workers, deepest first, 40 s each (plus the workers' start); each step timed on half of the cores."""
+    seen = []
+
+    def fake(cfg, name, *, image_size, steps=3):
+        seen.append(torch.get_num_threads())
+        return 3.0 if name.endswith("56") else 1.0
+
+    monkeypatch.setattr(probe, "seconds_per_step", fake)
+    monkeypatch.setattr(probe, "usable_cores", lambda: 4)
+    cfg = load_config(None, ["--train.steps=10"])
+    models = ["plain20", "plain56", "resnet20", "resnet56"]
+    threads = torch.get_num_threads()
+    assert probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15)[0] == 15 + 80
+    assert probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15, jobs=2)[0] == 15 + probe.WORKER_START_S + 40
+    assert seen == [threads] * 4 + [2] * 4 and torch.get_num_threads() == threads

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs and report")
     p.add_argument("--full", action="store_true",
                    help="train at the sample's full 32x32 (about 10 minutes on a laptop CPU without bf16)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="runs trained at once (default 0: two on a CPU with two cores or more, else one)")
 
     p = sub.add_parser("experiment", help="named reproductions: " + ", ".join(kinds),
                        epilog="options of an experiment: --experiment.key=value (or an [experiment] table in CONFIG), "

@@ -104,7 +104,7 @@ def verdict(table: list[dict]) -> list[str]:
 def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, ctx: Context, *, kind: str,
               title: str, analysis_batch: int) -> dict:
     """Train plain and residual networks with one recipe, then gradients, responses, table and verdict."""
-    runs = train_sweep(base, list(models), folder, progress=None if ctx.jobs > 1 else ctx.progress, log=ctx.log,
+    runs = train_sweep(base, list(models), folder, progress=ctx.progress, log=ctx.log,
                        jobs=ctx.jobs)
     # a finished run copied in from elsewhere may have come without its checkpoints: in the table, not the analyses
     kept = [r for r in runs if r.best_checkpoint.is_file() or r.last_checkpoint.is_file()]
