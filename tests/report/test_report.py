@@ -182,7 +182,9 @@ def test_final_train_error_averages_the_end_of_the_curve():
 
 def test_stochastic_depth_experiment_and_its_test_time_check(tmp_path):
     cfg = base_cfg(tmp_path, 4, '--experiment.model="resnet20"', "--experiment.survival_prob=0.5")
-    exp = run_experiment("stochastic-depth", cfg, tmp_path / "sd")
+    lines: list[str] = []
+    exp = run_experiment("stochastic-depth", cfg, tmp_path / "sd", Context(log=lines.append, jobs=2))
+    assert lines[0].startswith("note: --jobs 2 not used: this experiment compares the runs' time per epoch")
     assert [r["run"] for r in exp["table"]] == ["resnet20_constant", "resnet20_sd0.5"]
     scaling = json.loads((tmp_path / "sd" / "analysis" / "test_time_scaling.json").read_text())
     assert scaling["deterministic"] and scaling["max_abs_difference"] < 1e-5

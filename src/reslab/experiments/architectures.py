@@ -42,6 +42,9 @@ class ArchitecturesOptions:
           summary="plain, ResNet, DenseNet-BC, GoogLeNet side by side: error, parameters, FLOPs, speed, gradient flow")
 def run_architectures(base: RunConfig, options: ArchitecturesOptions, folder: ExperimentDir, ctx: Context) -> dict:
     entries = options.entries()
+    if ctx.jobs > 1:
+        ctx.log(f"note: --jobs {ctx.jobs} not used: this experiment compares the networks' images/s, which"
+                " runs trained side by side would distort; it trains them one at a time")
     runs = train_sweep(base, entries, folder, progress=ctx.progress, log=ctx.log)
     table = []
     for entry, run in zip(entries, runs):

@@ -67,6 +67,9 @@ def run_stochastic_depth(base: RunConfig, options: StochasticDepthOptions, folde
     model, survival_prob = options.model, options.survival_prob
     constant, decay = f"{model}_constant", f"{model}_sd{survival_prob:g}"
     entries = [Entry(constant, model, {"survival_prob": 1.0}), Entry(decay, model, {"survival_prob": survival_prob})]
+    if ctx.jobs > 1:
+        ctx.log(f"note: --jobs {ctx.jobs} not used: this experiment compares the runs' time per epoch, which"
+                " runs trained side by side would distort; it trains them one at a time")
     runs = train_sweep(base, entries, folder, progress=ctx.progress, log=ctx.log)
     table = []
     for name, run in zip((constant, decay), runs):
