@@ -226,20 +226,23 @@ def test_a_run_finished_before_a_setting_existed_is_still_finished_and_a_changed
 
 
 def test_a_pools_time_left_weighs_each_step_by_its_networks_depth():
-    """A resnet56 step (weight 56) costs 2.8 resnet20 steps (weight 20): half of resnet56's 100 steps in 10 s
-    leave 56 x 50 + 20 x 100 units at 2,800 units per 10 s; a resumed run's earlier steps are not this call's.
-    The shared array holds (planned, first, done) steps per run."""
+    """A resnet56 step (weight 56) costs 2.8 resnet20 steps (weight 20). The rate counts from the first sight of
+    a trained step (not the workers' start) and leaves out a resumed run's earlier steps. The shared array holds
+    (planned, first, done) steps per run."""
     now = [0.0]
     pace = pool.PoolPace([56, 20], clock=lambda: now[0])
-    assert pace.read([0] * 6) == (0, 0, None)
+    assert pace.read([0] * 6) == (0, 0, None)  # the workers start
     now[0] = 10.0
-    planned, done, left = pace.read([100, 0, 50, 0, 0, 0])  # resnet20 not started: as long as the mean so far
-    assert (planned, done) == (200, 50) and left == pytest.approx(4800 * 10 / 2800)
-    now[0] = 0.0
+    assert pace.read([100, 0, 50, 0, 0, 0]) == (200, 50, None)  # resnet20 not started: as long as the mean
+    now[0] = 20.0  # 56 x 50 units in 10 s; left: resnet20's 20 x 100 units
+    assert pace.read([100, 0, 100, 100, 0, 0])[2] == pytest.approx(20 * 100 * 10 / (56 * 50))
+    now[0] = 10.0
     resumed = pool.PoolPace([56, 0], clock=lambda: now[0])  # 0: depth not known, weighted as the mean (56)
-    now[0] = 10.0
     assert resumed.read([100, 40, 40, 0, 0, 0])[2] is None  # resumed at step 40, nothing trained yet
-    assert resumed.read([100, 40, 60, 100, 0, 0])[2] == pytest.approx(56 * 140 * 10 / (56 * 20))
+    now[0] = 20.0
+    assert resumed.read([100, 40, 60, 100, 0, 0])[2] is None  # first sight of training
+    now[0] = 30.0  # 56 x 30 units trained in 10 s; 56 x 110 steps left
+    assert resumed.read([100, 40, 80, 100, 0, 10])[2] == pytest.approx(56 * 110 * 10 / (56 * 30))
 
 
 def test_the_probe_adds_up_a_pools_time_as_the_pool_runs(monkeypatch):

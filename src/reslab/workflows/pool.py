@@ -88,17 +88,20 @@ def _train_in_worker(cfg_dict: dict, state: str, threads: int, slot: int) -> str
 
 
 class PoolPace:
-    """Steps planned and done in all, and the time left: the work still to do over the rate so far, a step
-    weighted by its network's depth (a resnet56 step costs about three of resnet20's), so that the deep runs,
-    which a pool starts first, do not make the rest look three times longer than it is."""
+    """Steps planned and done in all, and the time left: the work still to do over the rate since the first
+    step was seen (the workers' start is no part of it), a step weighted by its network's depth (a resnet56
+    step costs about three of resnet20's), so that the deep runs, which a pool starts first, do not make the
+    rest look three times longer than it is."""
 
     def __init__(self, weights: Sequence[float], clock: Callable[[], float] = time.monotonic) -> None:
         known = [w for w in weights if w > 0]
         self.weights = [w if w > 0 else (sum(known) / len(known) if known else 1.0) for w in weights]
-        self.clock, self.start = clock, clock()
+        self.clock = clock
+        self.since: tuple[float, float] | None = None  # (time, work trained) when training was first seen
 
     def read(self, tally: Sequence[int]) -> tuple[int, int, float | None]:
-        """(steps planned, steps done, seconds left or None before any measure) from the shared array."""
+        """(steps planned, steps done, seconds left or None before two sightings of training) from the
+        shared array of (planned, first, done) steps per run."""
         planned, first, done = list(tally[0::3]), list(tally[1::3]), list(tally[2::3])
         started = [i for i, p in enumerate(planned) if p]
         if not started:
@@ -107,9 +110,13 @@ class PoolPace:
         planned = [p or round(mean) for p in planned]  # a run not started yet: as long as the mean so far
         work = sum(w * p for w, p in zip(self.weights, planned))
         now = sum(w * d for w, d in zip(self.weights, done))
-        fresh = now - sum(w * f for w, f in zip(self.weights, first))  # a resumed run's earlier steps took no time here
-        elapsed = self.clock() - self.start
-        left = (work - now) * elapsed / fresh if fresh > 0 else None
+        trained = now - sum(w * f for w, f in zip(self.weights, first))  # a resumed run's earlier steps: not here
+        t, left = self.clock(), None
+        if self.since is None:
+            if trained > 0:
+                self.since = (t, trained)
+        elif trained > self.since[1] and t > self.since[0]:
+            left = (work - now) * (t - self.since[0]) / (trained - self.since[1])
         return sum(planned), sum(done), left
 
 
