@@ -142,7 +142,7 @@ def train_in_pool(todo: list[tuple[RunConfig, str]], jobs: int, stream: TextIO |
                 for f in finished:  # each line as its run ends, whichever ends first
                     name, finished_runs = f.result(), finished_runs + 1
                     log(f"{name}: done ({finished_runs} of {len(todo)}"
-                        + (", the last)" if not pending else
+                        + (", the last)" if finished_runs == len(todo) else
                            f"; about {duration(left)} to go at this pace)" if left is not None else ")"))
         except BaseException:  # Ctrl-C, or a run that failed: the running runs checkpoint and stop, no new one starts
             stop.set()
