@@ -31,13 +31,9 @@ def keep_freed_memory(threshold: int = THRESHOLD) -> bool:
     process calls it again."""
     if os.environ.get(OFF_SWITCH, "1") == "0" or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # setting either also stops glibc from moving the mmap threshold by itself
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, threshold))
 
@@ -46,12 +42,20 @@ def release_freed_memory() -> bool:
     """Hand the free memory that :func:`keep_freed_memory` keeps in the heap back to the kernel (glibc's
     ``malloc_trim``), for a process about to sit idle while others work: a sweep's parent while its workers
     train keeps no tensors but would otherwise hold what its last work freed. Returns whether it could."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    if trim is None:
         return False
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
+
+
+def _glibc(name: str, argtypes: list):
+    """glibc's function ``name`` (returning an int), or None where the C library is another or lacks it."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
