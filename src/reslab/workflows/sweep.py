@@ -76,13 +76,13 @@ def train_configs(configs: list[RunConfig], *, progress: TextIO | None = None,
     states = [status(cfg) for cfg in configs]
     words = {"finished": "finished earlier, skipped", "resumable": "resuming", "new": "training"}
     total = len(configs)
-    pace = Pace(sum(st != "finished" for st in states))
     if jobs > 1:
         for i, (cfg, st) in enumerate(zip(configs, states), start=1):
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
         todo = [(configs[i], states[i]) for i in longest_first(configs) if states[i] != "finished"]
         train_in_pool(todo, jobs, progress, log, [depth(cfg) for cfg, _ in todo])
     else:
+        pace = Pace(sum(st != "finished" for st in states))  # the pool keeps a pace of its own (PoolPace)
         for i, (cfg, st) in enumerate(zip(configs, states), start=1):
             log(f"[{i}/{total}] {cfg.name}: {words[st]}")
             if st != "finished":
