@@ -118,3 +118,61 @@ def test_responses_verdict_compares_twins_of_equal_depth():
     assert "Every residual network responds more weakly" in text
     text = responses_verdict({"plain20": layers(1.0), "resnet20": layers(1.1)})
     assert "resnet20's mean response is 10% above plain20's." in text and "not uniformly smaller" in text
+
+
+def test_flow_over_batches_takes_the_median_of_each_figure_and_keeps_every_batch_ratio():
+    import statistics
+
+    from reslab.analysis.gradients import flow_over
+
+    model = tiny().train()
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 3, 8, 8, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])) for _ in range(3)]
+    singles = [gradient_flow(model, x, y) for x, y in batches]
+    summary = flow_over(model, batches)
+    ratios = [f.ratio_first_last() for f in singles]
+    assert summary["ratio_draws_weight"] == pytest.approx(ratios, rel=1e-6)
+    assert summary["ratio_first_last_weight"] == pytest.approx(statistics.median(ratios), rel=1e-6)
+    assert len(set(ratios)) == 3  # the batches do differ, so the median is a real choice
+    assert summary["ratio_first_last_output"] == pytest.approx(
+        statistics.median(f.ratio_first_last("output_grad_norm") for f in singles), rel=1e-6)
+    for i, layer in enumerate(summary["layers"]):
+        assert layer["name"] == singles[0].layers[i].name
+        assert layer["weight_grad_norm"] == pytest.approx(
+            statistics.median(f.layers[i].weight_grad_norm for f in singles), rel=1e-6)
+    assert summary["loss"] == pytest.approx(statistics.fmean(f.loss for f in singles), rel=1e-6)
+    one = flow_over(model, batches[:1])
+    assert one["ratio_first_last_weight"] == pytest.approx(singles[0].ratio_first_last(), rel=1e-6)
+    with pytest.raises(ValueError):
+        flow_over(model, [])
+
+
+def test_gradient_verdict_reads_the_median_and_shows_the_range():
+    from reslab.analysis.gradients import gradient_verdict
+
+    # one batch of the three below the 0.1 edge, the median above it: healthy after training
+    flows = {"plain56 init": {"ratio_first_last_weight": 600.0, "ratio_draws_weight": [500.0, 600.0, 900.0],
+                              "model": "plain56", "when": "init"},
+             "plain56 trained": {"ratio_first_last_weight": 0.15, "ratio_draws_weight": [0.05, 0.15, 0.6],
+                                 "model": "plain56", "when": "trained"}}
+    text = gradient_verdict(flows)
+    assert "median over 3 held-out batches" in text
+    assert "plain56 trained 0.15 [0.05-0.6]" in text and "at initialisation only (plain56 init" in text
+    flows["plain56 trained"]["ratio_first_last_weight"] = 0.06
+    assert "support the notes' reading" in gradient_verdict(flows)
+
+
+def test_analysis_batches_start_with_analysis_batch_and_draw_the_others_each_stratified():
+    from reslab.config import DataConfig
+    from reslab.workflows.restore import analysis_batch, analysis_batches
+
+    cfg = DataConfig(dataset="sample", val_size=500)
+    batches, data = analysis_batches(cfg, n=100, draws=3)
+    x0, y0, _ = analysis_batch(cfg, n=100)
+    assert len(batches) == 3 and torch.equal(batches[0][0], x0) and torch.equal(batches[0][1], y0)
+    for x, y in batches:
+        assert x.shape == x0.shape
+        assert torch.bincount(y, minlength=data.num_classes).tolist() == [10] * data.num_classes
+    assert not torch.equal(batches[1][0], batches[0][0]) and not torch.equal(batches[2][0], batches[1][0])
+    with pytest.raises(ValueError):
+        analysis_batches(cfg, draws=0)

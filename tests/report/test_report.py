@@ -200,9 +200,12 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     assert main(["analyze", "lesion", run, "--images", "64", "--draws", "2"]) == 0
     assert main(["analyze", "paths", run, "--draws", "2"]) == 0
     assert main(["analyze", "landscape", run, "--images", "64", "--resolution", "3"]) == 0
-    assert main(["analyze", "gradients", run]) == 0
+    assert main(["analyze", "gradients", run, "--draws", "2"]) == 0
     assert main(["analyze", "responses", run]) == 0
     out = capsys.readouterr().out
+    assert "(median of 2 batches, " in out and "median over 2 held-out batches" in out
+    gradients = json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "gradients.json").read_text())
+    assert gradients["draws"] == 2 and len(gradients["flows"]["resnet20 trained"]["ratio_draws_weight"]) == 2
     assert "deleting one block that keeps its shape" in out and "90% from lengths" in out and "3x3 grid" in out
     lesion = json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "lesion.json").read_text())
     assert len(lesion["single"]) == 9 and sum(b["downsampling"] for b in lesion["single"]) == 2

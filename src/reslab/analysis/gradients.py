@@ -15,6 +15,7 @@ References:
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -102,6 +103,25 @@ def gradient_flow(model: nn.Module, x: Tensor, y: Tensor, *, loss_fn=nn.function
             p.grad = g
 
 
+def flow_over(model: nn.Module, batches, *, loss_fn=nn.functional.cross_entropy) -> dict:
+    """:func:`gradient_flow` on each of several batches, as :meth:`GradientFlow.as_dict` writes one: every
+    layer's norms and both first/last ratios are medians over the batches, the loss their mean, and each
+    batch's weight-gradient ratio is kept (``ratio_draws_weight``) so that the spread can be read. One
+    batch's ratio moves by a factor of ten between batches for a barely trained deep plain network: a
+    median over several is what a verdict against fixed edges can stand on."""
+    flows = [gradient_flow(model, x, y, loss_fn=loss_fn) for x, y in batches]
+    if not flows:
+        raise ValueError("flow_over needs at least one batch")
+    layers = [{**first.__dict__, **{key: statistics.median(getattr(f.layers[i], key) for f in flows)
+                                    for key in ("weight_grad_norm", "output_grad_norm", "output_norm")}}
+              for i, first in enumerate(flows[0].layers)]
+    return {"loss": statistics.fmean(f.loss for f in flows),
+            "ratio_first_last_weight": statistics.median(f.ratio_first_last("weight_grad_norm") for f in flows),
+            "ratio_first_last_output": statistics.median(f.ratio_first_last("output_grad_norm") for f in flows),
+            "ratio_draws_weight": [f.ratio_first_last("weight_grad_norm") for f in flows],
+            "layers": layers}
+
+
 class MLP(nn.Module):
     """A deep fully connected network, plain or residual, for the activation and initialisation study.
 
@@ -154,9 +174,10 @@ def classify_ratio(ratio: float) -> str:
     return "healthy (within a factor of 10 from last to first layer)"
 
 
-def labelled(flow: GradientFlow, model: str, when: str) -> dict:
-    """A flow as stored in ``gradients.json``: with the network's name and ``when`` ("init" or "trained")."""
-    return {**flow.as_dict(), "model": model, "when": when}
+def labelled(flow: GradientFlow | dict, model: str, when: str) -> dict:
+    """A flow as stored in ``gradients.json`` (a :class:`GradientFlow` or :func:`flow_over`'s summary): with
+    the network's name and ``when`` ("init" or "trained")."""
+    return {**(flow.as_dict() if isinstance(flow, GradientFlow) else flow), "model": model, "when": when}
 
 
 def gradient_verdict(flows: dict[str, dict]) -> str:
@@ -164,12 +185,16 @@ def gradient_verdict(flows: dict[str, dict]) -> str:
     degradation they support. Each flow says its ``model`` and ``when`` (at initialisation or trained);
     a gradient problem that is gone after training while the deep plain network still trains worse
     cannot be what holds it back."""
-    parts = []
+    parts, draws = [], max((len(f.get("ratio_draws_weight", ())) for f in flows.values()), default=0)
     for label, flow in flows.items():
         r = flow["ratio_first_last_weight"]
         healthy = VANISH <= r <= EXPLODE
-        parts.append(f"{label} {r:.3g}" + ("" if healthy else f" ({classify_ratio(r)})"))
-    text = (f"First/last layer gradient ratio (healthy within {VANISH:g}-{EXPLODE:g}): " + ", ".join(parts) + ".")
+        spread = flow.get("ratio_draws_weight", ())
+        parts.append(f"{label} {r:.3g}" + (f" [{min(spread):.2g}-{max(spread):.2g}]" if len(spread) > 1 else "")
+                     + ("" if healthy else f" ({classify_ratio(r)})"))
+    over = f"median over {draws} held-out batches, [range]; " if draws > 1 else ""
+    text = (f"First/last layer gradient ratio ({over}healthy within {VANISH:g}-{EXPLODE:g}): "
+            + ", ".join(parts) + ".")
     plain = {label: f["ratio_first_last_weight"] for label, f in flows.items()
              if "model" in f and not model_info(f["model"]).residual and model_info(f["model"]).twin}
     if not plain:

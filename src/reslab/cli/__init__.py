@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder")
     p.add_argument("--depth", type=int, default=30, help="init-study: hidden layers of the MLP")
     p.add_argument("--images", type=int, default=2000, help="lesion, landscape: held-out images evaluated")
-    p.add_argument("--draws", type=int, default=10, help="lesion, paths: random draws per point")
+    p.add_argument("--draws", type=int, default=None,
+                   help="lesion, paths: random draws per point (default 10); gradients: held-out batches, "
+                        "figures the median over them (default 5)")
     p.add_argument("--resolution", type=int, default=21, help="landscape: grid points per axis")
     p.add_argument("--span", type=float, default=1.0, help="landscape: grid from -span to span")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],

@@ -201,19 +201,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return cmd_experiment(args)
     if not args.target:
         raise ReslabError(f"analyze {args.what} needs a run folder")
+    draws = ({"gradients": 5}.get(args.what, 10) if args.draws is None else args.draws)  # each its own default
     if args.what == "gradients":
-        path, result = analyze.analyze_gradients(args.target, batch=args.batch, out=Path(args.out) if args.out else None)
+        path, result = analyze.analyze_gradients(args.target, batch=args.batch, draws=draws,
+                                                 out=Path(args.out) if args.out else None)
         for label, flow in result["flows"].items():
-            print(f"{label:<28} first/last layer gradient ratio {flow['ratio_first_last_weight']:.3g}")
+            spread = flow.get("ratio_draws_weight", ())
+            print(f"{label:<28} first/last layer gradient ratio {flow['ratio_first_last_weight']:.3g}"
+                  + (f" (median of {len(spread)} batches, {min(spread):.3g}-{max(spread):.3g})" if len(spread) > 1 else ""))
         print(f"\n{result['verdict']}")
     elif args.what == "responses":
         path, result = analyze.analyze_responses(args.target, batch=args.batch)
         print(result["verdict"])
     elif args.what == "lesion":
-        path, result = analyze.analyze_lesion(args.target, images=args.images, draws=args.draws, precision=args.precision)
+        path, result = analyze.analyze_lesion(args.target, images=args.images, draws=draws,
+                                              precision=args.precision)
         print(show.lesion(result))
     elif args.what == "paths":
-        path, result = analyze.analyze_paths(args.target, draws=args.draws)
+        path, result = analyze.analyze_paths(args.target, draws=draws)
         print(show.paths(result))
     else:
         from reslab.progress import progress

@@ -37,6 +37,11 @@ def check_models(names: Iterable[str]) -> None:
             raise ConfigError(f"unknown model {name!r} in experiment options")
 
 
+def check_draws(draws: int) -> None:
+    if not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"experiment.analysis_draws must be a whole number of at least 1, got {draws!r}")
+
+
 def finish(folder: ExperimentDir, record: dict) -> dict:
     """Write the experiment's record and report; returns the record with the report's path."""
     from reslab.report.html import build_report

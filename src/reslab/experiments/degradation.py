@@ -13,7 +13,7 @@ from reslab.analysis.gradients import gradient_verdict
 from reslab.analysis.responses import responses_verdict
 from reslab.config import RunConfig
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_models, finish, pct, run_figures
+from reslab.experiments.common import check_draws, check_models, finish, pct, run_figures
 from reslab.models import model_info
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.analyze import gradients_of_runs, responses_of_runs
@@ -47,10 +47,12 @@ DEMO_RECIPE = {
 class DegradationOptions:
     models: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56")
     analysis_batch: int = 256  # held-out images of the gradient and response analyses
+    analysis_draws: int = 5  # held-out batches the gradient ratios are the median over
     title: str = "Degradation: plain versus residual networks"
 
     def check(self) -> None:
         check_models(self.models)
+        check_draws(self.analysis_draws)
 
 
 def depth_of(name: str) -> int:
@@ -102,7 +104,7 @@ def verdict(table: list[dict]) -> list[str]:
 
 
 def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, ctx: Context, *, kind: str,
-              title: str, analysis_batch: int) -> dict:
+              title: str, analysis_batch: int, analysis_draws: int = 1) -> dict:
     """Train plain and residual networks with one recipe, then gradients, responses, table and verdict."""
     runs = train_sweep(base, list(models), folder, progress=ctx.progress, log=ctx.log,
                        jobs=ctx.jobs)
@@ -112,7 +114,7 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
         if r not in kept:
             ctx.log(f"{r.name}: no checkpoint, left out of the gradient and response analyses")
     ctx.log("analysing gradients and layer responses")
-    flows = gradients_of_runs(kept, batch=analysis_batch)
+    flows = gradients_of_runs(kept, batch=analysis_batch, draws=analysis_draws)
     folder.write_analysis("gradients", {"flows": flows, "verdict": gradient_verdict(flows)})
     responses = responses_of_runs(kept, batch=analysis_batch)
     folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
@@ -134,4 +136,4 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
           summary="plain vs residual twins at two depths, curves in the style of He et al. Figure 6, verdict, report")
 def run_degradation(base: RunConfig, options: DegradationOptions, folder: ExperimentDir, ctx: Context) -> dict:
     return run_twins(base, options.models, folder, ctx, kind="degradation", title=options.title,
-                     analysis_batch=options.analysis_batch)
+                     analysis_batch=options.analysis_batch, analysis_draws=options.analysis_draws)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from reslab.config import RunConfig
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
+from reslab.experiments.common import check_draws
 from reslab.experiments.degradation import run_twins
 from reslab.models import list_models
 from reslab.rundir import ExperimentDir
@@ -17,12 +18,14 @@ class DepthOptions:
     depths: tuple[int, ...] = (20, 32, 44, 56)
     plain: bool = False  # train the plain twins too
     analysis_batch: int = 256
+    analysis_draws: int = 5  # held-out batches the gradient ratios are the median over
 
     def models(self) -> tuple[str, ...]:
         families = ("plain", "resnet") if self.plain else ("resnet",)
         return tuple(f"{family}{d}" for family in families for d in self.depths)
 
     def check(self) -> None:
+        check_draws(self.analysis_draws)
         for name in self.models():
             if name not in list_models():
                 raise ConfigError(f"experiment.depths: no CIFAR network {name!r} (depths are 6n+2: 20, 32, 44, "
@@ -33,4 +36,5 @@ class DepthOptions:
           summary="He et al. Table 6, with the paper's errors beside ours")
 def run_depth(base: RunConfig, options: DepthOptions, folder: ExperimentDir, ctx: Context) -> dict:
     return run_twins(base, options.models(), folder, ctx, kind="depth",
-                     title="Depth: error against depth (He et al. Table 6)", analysis_batch=options.analysis_batch)
+                     title="Depth: error against depth (He et al. Table 6)", analysis_batch=options.analysis_batch,
+                     analysis_draws=options.analysis_draws)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from reslab.analysis.gradients import gradient_flow, gradient_verdict, labelled
+from reslab.analysis.gradients import flow_over, gradient_flow, gradient_verdict, labelled
 from reslab.analysis.landscape import filter_normalized_direction, interpolate, surface
 from reslab.analysis.lesion import lesion_study
 from reslab.analysis.paths import gradient_per_path_length
@@ -23,7 +23,7 @@ from reslab.device import autocast, resolve_precision
 from reslab.errors import ReslabError
 from reslab.models import create_model, list_models, model_info
 from reslab.rundir import Folder, RunDir, write_json
-from reslab.workflows.restore import analysis_batch, fresh_model, heldout_batches, restore_run
+from reslab.workflows.restore import analysis_batch, analysis_batches, fresh_model, heldout_batches, restore_run
 
 SAMPLE = DataConfig(dataset="sample", val_size=500)  # analyses of a bare model name run on the embedded sample
 
@@ -47,30 +47,35 @@ def _run(target: str | Path) -> RunDir:
 
 
 # -- gradient flow and layer responses -----------------------------------------------------------------------
-def gradients_of_runs(runs: Sequence[RunDir], *, batch: int = 256) -> dict[str, dict]:
-    """Each run's network at initialisation (same seed) and after training, on the same held-out batch."""
+def gradients_of_runs(runs: Sequence[RunDir], *, batch: int = 256, draws: int = 1) -> dict[str, dict]:
+    """Each run's network at initialisation (same seed) and after training, on the same ``draws`` held-out
+    batches of ``batch`` images (with several, every figure is the median over them: ``flow_over``)."""
     flows: dict[str, dict] = {}
-    x = y = None
+    batches = None
     for run in runs:
         r = restore_run(run)
-        if x is None:
-            x, y, _ = analysis_batch(r.config.data, n=batch, stats=r.stats)
+        if batches is None:
+            batches, _ = analysis_batches(r.config.data, n=batch, draws=draws, stats=r.stats)
         name = r.config.model.name
         init = fresh_model(r.config, r.state["num_classes"])
-        flows[f"{name} init"] = labelled(gradient_flow(init.train(), x, y), name, "init")
-        flows[f"{name} trained"] = labelled(gradient_flow(r.model.train(), x, y), name, "trained")
+        flows[f"{name} init"] = labelled(flow_over(init.train(), batches), name, "init")
+        flows[f"{name} trained"] = labelled(flow_over(r.model.train(), batches), name, "trained")
     return flows
 
 
-def analyze_gradients(target: str, *, out: Path | None = None, batch: int = 256) -> tuple[Path, dict]:
-    """``target``: a run folder (init versus trained) or a model name (it and its twin, at init)."""
+def analyze_gradients(target: str, *, out: Path | None = None, batch: int = 256,
+                      draws: int = 1) -> tuple[Path, dict]:
+    """``target``: a run folder (init versus trained) or a model name (it and its twin, at init); every
+    figure the median over ``draws`` held-out batches of ``batch`` images."""
+    if draws < 1:
+        raise ReslabError(f"--draws must be at least 1, got {draws}")
     if Path(target).is_dir():
-        flows = gradients_of_runs([RunDir(target)], batch=batch)
+        flows = gradients_of_runs([RunDir(target)], batch=batch, draws=draws)
         folder = Folder(out) if out else RunDir(target)
     else:
         if target not in list_models():
             raise ReslabError(f"{target} is neither a run folder nor a model name")
-        x, y, data = analysis_batch(SAMPLE, n=batch)
+        batches, data = analysis_batches(SAMPLE, n=batch, draws=draws)
         flows = {}
         for name in filter(None, [target, model_info(target).twin]):
             for norm in ("bn", "none"):
@@ -80,9 +85,9 @@ def analyze_gradients(target: str, *, out: Path | None = None, batch: int = 256)
                 except ReslabError:  # a network without that normalisation option
                     continue
                 label = f"{name} init" + (" (no BN)" if norm == "none" else "")
-                flows[label] = labelled(gradient_flow(model.train(), x, y), name, "init")
+                flows[label] = labelled(flow_over(model.train(), batches), name, "init")
         folder = Folder(out or Path("runs") / f"gradients-{target}")
-    result = {"flows": flows, "batch": batch, "verdict": gradient_verdict(flows)}
+    result = {"flows": flows, "batch": batch, "draws": draws, "verdict": gradient_verdict(flows)}
     return folder.write_analysis("gradients", result), result
 
 

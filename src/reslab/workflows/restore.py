@@ -82,13 +82,28 @@ def analysis_batch(data_cfg: DataConfig, *, n: int = 256, seed: int = 0, stats=N
     batch distorts (a trained ResNet-20 then shows a loss of 4.9 instead of 0.4).
     """
     data = build_data(data_cfg, seed=seed, channels_last=False, stats=stats)
+    x, y = _draw(data, n, seed)
+    return x, y, data
+
+
+def analysis_batches(data_cfg: DataConfig, *, n: int = 256, draws: int = 1, stats=None):
+    """``draws`` batches as :func:`analysis_batch` makes them, from one loading of the data, and the data:
+    the first batch is ``analysis_batch``'s (seed 0), each further one a stratified draw with its own seed.
+    Where the held-out set holds fewer than ``draws * n`` images the batches share some images."""
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    data = build_data(data_cfg, seed=0, channels_last=False, stats=stats)
+    return [_draw(data, n, seed) for seed in range(draws)], data
+
+
+def _draw(data, n: int, seed: int):
     loader = data.val if data.val is not None else data.train
     n = min(n, loader.num_samples)
     idx = stratified_subset(loader.labels.cpu(), n, seed=mix_seed(seed, 2))
     idx = idx[torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, 3)))]
     x = normalize(loader.images.index_select(0, idx.to(loader.device)), loader.mean, loader.std,
                   channels_last=False)
-    return x.contiguous(), loader.labels.index_select(0, idx.to(loader.device)), data
+    return x.contiguous(), loader.labels.index_select(0, idx.to(loader.device))
 
 
 def heldout_batches(restored: RestoredRun, n: int, batch: int = 500, *, channels_last: bool = False):
