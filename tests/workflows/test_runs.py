@@ -265,3 +265,7 @@ def test_the_probe_adds_up_a_pools_time_as_the_pool_runs(monkeypatch):
     assert probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15)[0] == 15 + 80
     assert probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15, jobs=2)[0] == 15 + probe.WORKER_START_S + 40
     assert seen == [threads] * 4 + [2] * 4 and torch.get_num_threads() == threads
+    # the analyses after training: 6 passes of each network (8 s of steps) on all 4 cores, half a share's time
+    assert probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15, analysis_steps=6)[0] == 15 + 80 + 48
+    assert (probe.estimate_seconds(cfg, models, steps_per_run=10, overhead_s=15, jobs=2, analysis_steps=6)[0]
+            == 15 + probe.WORKER_START_S + 40 + 24)

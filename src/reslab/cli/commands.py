@@ -149,7 +149,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from reslab.config import load_config
-    from reslab.experiments import Context, run_experiment
+    from reslab.experiments import Context, experiment_options, run_experiment
     import torch
 
     from reslab.data import build_data
@@ -173,7 +173,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{device.type}{', ' + torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else ''}"
           f"{f'; {jobs} runs at once, {max(1, usable_cores() // jobs)} thread(s) each' if jobs > 1 else ''}), "
           f"then gradient flow, layer responses and the report", file=sys.stderr)
-    estimate, _ = estimate_seconds(cfg, models, steps_per_run=steps, image_size=data.image_size, jobs=jobs)
+    options = experiment_options("degradation", cfg)  # the gradient analysis: init and trained, each batch
+    passes = 2 * options.analysis_draws * options.analysis_batch / cfg.data.batch_size
+    estimate, _ = estimate_seconds(cfg, models, steps_per_run=steps, image_size=data.image_size, jobs=jobs,
+                                   analysis_steps=passes)
     print(f"expected time on this machine: about {format_seconds(estimate)} (from a short probe of each network)"
           + ("" if args.full else "; reslab demo --full trains at 32x32, about four times longer"), file=sys.stderr)
     exp = run_experiment("degradation", cfg, args.out, Context(progress=sys.stderr, log=_stderr_log, jobs=jobs))

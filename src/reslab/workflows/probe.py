@@ -49,12 +49,15 @@ def seconds_per_step(cfg: RunConfig, name: str, *, image_size: int, steps: int =
 
 
 def estimate_seconds(cfg: RunConfig, models: Sequence[str], *, steps_per_run: int, image_size: int | None = None,
-                     overhead_s: float = 15.0, jobs: int = 1) -> tuple[float, dict[str, float]]:
+                     overhead_s: float = 15.0, jobs: int = 1,
+                     analysis_steps: float = 0.0) -> tuple[float, dict[str, float]]:
     """(estimated seconds for training ``models`` for ``steps_per_run`` steps each, seconds a step by model).
 
     With ``jobs`` > 1 the runs share the cores as a sweep's pool does: each step is timed on its share of
     the threads, the runs go to the workers in the pool's order (each to the first one free), and the
     estimate is the time of the last worker to finish, plus a few seconds to start the workers.
+    ``analysis_steps``: the forward-backward passes of a batch that the analyses after training make with
+    each network, on every core (a share's step time scaled by the share, as if threads scaled linearly).
     """
     threads = torch.get_num_threads()
     if jobs > 1:
@@ -64,10 +67,12 @@ def estimate_seconds(cfg: RunConfig, models: Sequence[str], *, steps_per_run: in
                     for name in models}
     finally:
         torch.set_num_threads(threads)
+    analysis = analysis_steps * sum(per_step.values()) * (max(1, usable_cores() // jobs) / usable_cores()
+                                                          if jobs > 1 else 1.0)
     if jobs <= 1:
-        return overhead_s + steps_per_run * sum(per_step.values()), per_step
+        return overhead_s + analysis + steps_per_run * sum(per_step.values()), per_step
     configs = [replace(cfg, model=replace(cfg.model, name=name)) for name in models]
     workers = [0.0] * jobs
     for i in longest_first(configs):
         workers[workers.index(min(workers))] += steps_per_run * per_step[models[i]]
-    return overhead_s + WORKER_START_S + max(workers), per_step
+    return overhead_s + analysis + WORKER_START_S + max(workers), per_step
