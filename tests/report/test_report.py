@@ -23,7 +23,7 @@ def base_cfg(tmp_path, steps=4, *experiment):
 
 
 def experiment_cfg(tmp_path):
-    cfg = base_cfg(tmp_path, 4, '--experiment.models=["plain20", "resnet20"]', "--experiment.analysis_batch=32")
+    cfg = base_cfg(tmp_path, 4, '--experiment.models=["plain20", "resnet20"]')  # analysis batch: the training one
     return replace(cfg, train=replace(cfg.train, record_gradients=True))
 
 
@@ -41,8 +41,12 @@ def test_experiment_writes_table_verdict_and_report(experiment):
     assert any(line.startswith("Twins at depth 20") for line in exp["verdict"])
     assert any("First/last layer gradient ratio" in line for line in exp["verdict"])
     assert (root / "analysis" / "gradients.json").is_file() and (root / "analysis" / "responses.json").is_file()
-    flows = json.loads((root / "analysis" / "gradients.json").read_text())["flows"]
+    gradients = json.loads((root / "analysis" / "gradients.json").read_text())
+    flows = gradients["flows"]
     assert set(flows) == {"plain20 init", "plain20 trained", "resnet20 init", "resnet20 trained"}
+    # by default the median over 5 held-out batches of the size the networks trained with
+    assert gradients["batch"] == 32 and gradients["draws"] == 5
+    assert all(len(f["ratio_draws_weight"]) == 5 for f in flows.values())
     html = (root / "report.html").read_text()
     for fig in ("degradation", "experiment_gradients_weights", "experiment_gradients_outputs",
                 "experiment_responses", "plain20_curves", "resnet20_curves", "resnet20_gradient_history"):

@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{f'; {jobs} runs at once, {max(1, usable_cores() // jobs)} thread(s) each' if jobs > 1 else ''}), "
           f"then gradient flow, layer responses and the report", file=sys.stderr)
     options = experiment_options("degradation", cfg)  # the gradient analysis: init and trained, each batch
-    passes = 2 * options.analysis_draws * options.analysis_batch / cfg.data.batch_size
+    passes = 2 * options.analysis_draws * (options.analysis_batch or cfg.data.batch_size) / cfg.data.batch_size
     estimate, _ = estimate_seconds(cfg, models, steps_per_run=steps, image_size=data.image_size, jobs=jobs,
                                    analysis_steps=passes)
     print(f"expected time on this machine: about {format_seconds(estimate)} (from a short probe of each network)"

@@ -14,7 +14,7 @@ from reslab.analysis.gradients import gradient_verdict
 from reslab.config import RunConfig
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_draws, finish, pct, run_figures
+from reslab.experiments.common import check_analysis, finish, pct, run_figures
 from reslab.models import describe
 from reslab.rundir import ExperimentDir
 from reslab.workflows.analyze import gradients_of_runs
@@ -24,11 +24,11 @@ from reslab.workflows.sweep import Entry, train_sweep
 @dataclass(frozen=True)
 class ArchitecturesOptions:
     aux_weight: float = 0.3  # GoogLeNet's auxiliary losses (0: no auxiliary heads)
-    analysis_batch: int = 128
+    analysis_batch: int = 0  # held-out images a batch of the gradient analysis; 0: the training batch
     analysis_draws: int = 3  # held-out batches the gradient ratios are the median over
 
     def check(self) -> None:
-        check_draws(self.analysis_draws)
+        check_analysis(self.analysis_batch, self.analysis_draws)
         if self.aux_weight < 0:
             raise ConfigError(f"experiment.aux_weight must not be negative, got {self.aux_weight}")
 
@@ -58,7 +58,8 @@ def run_architectures(base: RunConfig, options: ArchitecturesOptions, folder: Ex
                       "final val error %": pct(f["final"].get("val_error", float("nan"))),
                       "images/s (train)": round(statistics.median(speeds)) if speeds else None,
                       "train time s": f["summary"]["train_time_s"]})
-    flows = gradients_of_runs(runs, batch=options.analysis_batch, draws=options.analysis_draws)
+    flows = gradients_of_runs(runs, batch=options.analysis_batch or base.data.batch_size,
+                              draws=options.analysis_draws)
     folder.write_analysis("gradients", {"flows": flows, "verdict": gradient_verdict(flows)})
     names = [e.name for e in entries]
     best = min(table, key=lambda r: r["final val error %"])

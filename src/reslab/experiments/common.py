@@ -37,7 +37,10 @@ def check_models(names: Iterable[str]) -> None:
             raise ConfigError(f"unknown model {name!r} in experiment options")
 
 
-def check_draws(draws: int) -> None:
+def check_analysis(batch: int, draws: int) -> None:
+    """The gradient analysis's batch (0: the training batch) and number of batches."""
+    if not isinstance(batch, int) or batch < 0:
+        raise ConfigError(f"experiment.analysis_batch must be 0 (the training batch) or more, got {batch!r}")
     if not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"experiment.analysis_draws must be a whole number of at least 1, got {draws!r}")
 

@@ -13,7 +13,7 @@ from reslab.analysis.gradients import gradient_verdict
 from reslab.analysis.responses import responses_verdict
 from reslab.config import RunConfig
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_draws, check_models, finish, pct, run_figures
+from reslab.experiments.common import check_analysis, check_models, finish, pct, run_figures
 from reslab.models import model_info
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.analyze import gradients_of_runs, responses_of_runs
@@ -39,11 +39,10 @@ DEMO_RECIPE = {
     "schedule": {"name": "cosine", "warmup_steps": 35, "warmup_lr": 0.01},
     "train": {"epochs": 6, "log_every": 7},
     # The gradient ratios: the median over 3 held-out batches (nearly disjoint among the 500 images) of the
-    # size the networks trained with, so that they are the gradients the optimizer saw. A first layer's
-    # gradient norm on a batch holds noise that shrinks with the batch: on 256 images a barely trained
-    # plain56's first/last ratio came out 0.078 where on 128 it was 0.19 (seed 1).
+    # size the networks trained with (the experiment's default), so that they are the gradients the optimizer
+    # saw. A first layer's gradient norm on a batch holds noise that shrinks with the batch: on 256 images a
+    # barely trained plain56's first/last ratio came out 0.078 where on 128 it was 0.19 (seed 1).
     "experiment": {"models": ["plain20", "plain56", "resnet20", "resnet56"], "analysis_draws": 3,
-                   "analysis_batch": 128,
                    "title": "reslab demo: degradation on the embedded CIFAR-10 sample"},
 }
 
@@ -51,13 +50,13 @@ DEMO_RECIPE = {
 @dataclass(frozen=True)
 class DegradationOptions:
     models: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56")
-    analysis_batch: int = 256  # held-out images of the gradient and response analyses
+    analysis_batch: int = 0  # held-out images a batch of the gradient and response analyses; 0: the training batch
     analysis_draws: int = 5  # held-out batches the gradient ratios are the median over
     title: str = "Degradation: plain versus residual networks"
 
     def check(self) -> None:
         check_models(self.models)
-        check_draws(self.analysis_draws)
+        check_analysis(self.analysis_batch, self.analysis_draws)
 
 
 def depth_of(name: str) -> int:
@@ -119,8 +118,10 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
         if r not in kept:
             ctx.log(f"{r.name}: no checkpoint, left out of the gradient and response analyses")
     ctx.log("analysing gradients and layer responses")
+    analysis_batch = analysis_batch or base.data.batch_size
     flows = gradients_of_runs(kept, batch=analysis_batch, draws=analysis_draws)
-    folder.write_analysis("gradients", {"flows": flows, "verdict": gradient_verdict(flows)})
+    folder.write_analysis("gradients", {"flows": flows, "batch": analysis_batch, "draws": analysis_draws,
+                                        "verdict": gradient_verdict(flows)})
     responses = responses_of_runs(kept, batch=analysis_batch)
     folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
     table = summarise(runs)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from reslab.config import RunConfig
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_draws
+from reslab.experiments.common import check_analysis
 from reslab.experiments.degradation import run_twins
 from reslab.models import list_models
 from reslab.rundir import ExperimentDir
@@ -17,7 +17,7 @@ from reslab.rundir import ExperimentDir
 class DepthOptions:
     depths: tuple[int, ...] = (20, 32, 44, 56)
     plain: bool = False  # train the plain twins too
-    analysis_batch: int = 256
+    analysis_batch: int = 0  # held-out images a batch of the analyses; 0: the training batch
     analysis_draws: int = 5  # held-out batches the gradient ratios are the median over
 
     def models(self) -> tuple[str, ...]:
@@ -25,7 +25,7 @@ class DepthOptions:
         return tuple(f"{family}{d}" for family in families for d in self.depths)
 
     def check(self) -> None:
-        check_draws(self.analysis_draws)
+        check_analysis(self.analysis_batch, self.analysis_draws)
         for name in self.models():
             if name not in list_models():
                 raise ConfigError(f"experiment.depths: no CIFAR network {name!r} (depths are 6n+2: 20, 32, 44, "
