@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from reslab.analysis.gradients import flow_over, gradient_flow, gradient_verdict, labelled
+from reslab.analysis.gradients import flow_over, gradient_verdict, labelled
 from reslab.analysis.landscape import filter_normalized_direction, interpolate, surface
 from reslab.analysis.lesion import lesion_study
 from reslab.analysis.paths import gradient_per_path_length
