@@ -20,7 +20,7 @@ demo: $(STAMP)
 # Test files go to one worker per core (a file's tests stay together and share its fixtures);
 # `pytest` alone runs them one after another.
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

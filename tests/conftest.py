@@ -70,3 +70,23 @@ def chromium_dom(chromium):
             return subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
 
     return dom
+
+
+# make test hands whole files to the workers (--dist loadfile) in the order collected (--no-loadscope-reorder).
+# The slowest files go first, so that the last file to start is a short one and the workers end together;
+# otherwise a several-minute file that happens to start last runs alone on an idle machine. Measured with
+# `pytest -n auto --dist loadfile --durations=60`, slowest first; the files not named keep their order after.
+SLOWEST_FILES = ["distributed/test_ddp.py", "report/test_report.py", "optim/test_optimizers.py",
+                 "workflows/test_hardening.py", "report/test_experiments.py", "test_cli.py", "models/test_zoo.py",
+                 "workflows/test_ablation.py", "workflows/test_export.py", "test_memory.py", "workflows/test_runs.py",
+                 "optim/test_convergence.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+
+    def file_rank(item) -> int:
+        path = item.path.relative_to(config.rootpath / "tests").as_posix()
+        return rank.get(path, len(SLOWEST_FILES))
+
+    items.sort(key=file_rank)  # stable: the tests within a file, and the files not named, keep their order

@@ -136,3 +136,13 @@ def test_modules_stay_small():
     big = [f"{path.relative_to(SRC)} ({len(path.read_text().splitlines())} lines)"
            for _, path, _ in ALL if len(path.read_text().splitlines()) > 300]
     assert big == []
+
+
+def test_the_test_files_scheduled_first_exist():
+    """tests/conftest.py names the slowest test files so the workers start them first; a renamed or deleted
+    file would silently drop out of that order."""
+    tests = Path(__file__).resolve().parent
+    tree = ast.parse((tests / "conftest.py").read_text())
+    (names,) = [ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "SLOWEST_FILES"]
+    assert names and [n for n in names if not (tests / n).is_file()] == []
