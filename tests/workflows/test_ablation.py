@@ -111,6 +111,9 @@ def test_a_small_ablation_runs_every_arm_and_seed_and_reports(tmp_path):
     assert 'id="fig-jpeg_quality"' in report and "smallest detectable" in report
     assert exp["jpeg_cost"] is not None and exp["size_gain"] is None  # no 40k arm here
     assert "JPEG: the quality-75 copy costs between" in report
+    assert report.count("chord q75 to the next quality") == 2  # the dashed chord in both panels, one legend entry
+    assert {(r["model"], r["shape"]) for r in exp["jpeg_cost"]["readings"]} == {
+        ("absorbed", "line"), ("absorbed", "chord"), ("added", "line"), ("added", "chord")}
     assert 'id="fig-effects"' in report and "The gap to the paper, split into causes" in report
     assert exp["gap"]["reference error %"] == 12.48 and any(line.startswith("Gap: ") for line in exp["verdict"])
     # the reference differs from the paper in four levers that these three arms do not measure: named, not dropped
@@ -143,6 +146,47 @@ def test_jpeg_cost_reads_a_line_in_noise_power_at_zero_and_brackets_the_reencodi
         linear = sum(c * sum(errors[arm]["val"]) / 3 for arm, c in cost[f"coef {end}"].items())
         assert round(linear, 2) == cost[f"cost {end}"]
     assert jpeg_cost({"base": errors["base"]}) is None
+
+
+def test_the_jpeg_line_s_lack_of_fit_widens_its_error_and_the_chord_is_read_beside_it():
+    import numpy as np
+    from scipy import stats
+
+    from reslab.experiments.gap import jpeg_cost, lack_of_fit, line_fit, noise_power
+
+    # three qualities that bend: the step from 75 to 50 is steeper than the line through all three
+    errors = {"base": {"val": [15.2, 15.8], "train": [1, 1]}, "jpeg-50": {"val": [17.3, 18.0], "train": [1, 1]},
+              "jpeg-30": {"val": [18.8, 19.5], "train": [1, 1]}}
+    xs = [noise_power(q) for q in (75, 50, 30)]
+    ys = [float(np.mean(errors[a]["val"])) for a in ("base", "jpeg-50", "jpeg-30")]
+    var = [float(np.var(errors[a]["val"], ddof=1)) / 2 for a in ("base", "jpeg-50", "jpeg-30")]
+    line = line_fit(xs, ys, var)
+    fit = lack_of_fit(xs, ys, var, line)
+    sigma = np.sqrt(var)  # the same chi^2 from numpy's weighted fit: residuals scaled by 1/sigma
+    slope, intercept = np.polyfit(xs, ys, 1, w=1 / sigma)
+    chi2 = float(np.sum(((np.array(ys) - intercept - slope * np.array(xs)) / sigma) ** 2))
+    assert fit["chi2"] == pytest.approx(chi2, rel=1e-10) and fit["df"] == 1
+    assert fit["p"] == pytest.approx(stats.chi2.sf(chi2, 1)) and chi2 > 1
+    assert fit["factor"] == pytest.approx(math.sqrt(chi2))
+    cost = jpeg_cost(errors)
+    readings = {(r["model"], r["shape"]): r for r in cost["readings"]}
+    absorbed = readings[("absorbed", "line")]
+    assert absorbed["cost"] == round(0.25 * line.slope, 2)
+    assert absorbed["se"] == round(0.25 * line.se * math.sqrt(chi2), 2)  # widened by the Birge ratio
+    chord = readings[("absorbed", "chord")]  # quality 75 to 50: (y50 - y75) / (1 - 0.25), times 0.25
+    assert chord["cost"] == round(0.25 * (ys[1] - ys[0]) / 0.75, 2)
+    assert chord["se"] == round(0.25 * math.sqrt(var[0] + var[1]) / 0.75, 2)
+    assert readings[("added", "chord")]["cost"] == round(0.25 * (ys[1] - ys[0]) / 1.0, 2)  # 50 sits at 1 + 0.25
+    assert cost["cost low"] == min(r["cost"] for r in readings.values())
+    assert cost["cost high"] == chord["cost"] > absorbed["cost"]  # bending down: the chord is the steepest
+    assert cost["excess var low"] > 0 and cost["excess var high"] == 0.0  # the low end is a line, the high a chord
+    # points exactly on a line: nothing to widen, and the chord reads what the line reads
+    exact = {arm: {"val": [10 + 2 * noise_power(q) + d for d in (-0.1, 0.1)], "train": [1, 1]}
+             for arm, q in (("base", 75), ("jpeg-50", 50), ("jpeg-30", 30))}
+    cost = jpeg_cost(exact)
+    assert cost["fits"]["absorbed"]["lack of fit"]["factor"] == 1.0 and cost["excess var high"] == 0.0
+    assert {r["cost"] for r in cost["readings"] if r["model"] == "absorbed"} == {0.5}
+    assert lack_of_fit(xs[:2], ys[:2], var[:2], line_fit(xs[:2], ys[:2], var[:2])) is None  # two points: no test
 
 
 def test_size_gain_extrapolates_linearly_in_the_log_of_the_size():
@@ -228,6 +272,9 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
     low_end, high_end = (sum(c * c * var[arm] for arm, c in end.items()) for end in (low_end, high_end))
     assert gap["se"] == round(math.sqrt(max(low_end, high_end) + sampling ** 2), 2)
     assert gap["unmeasured"] == []
+    # a JPEG line that misses its points adds its excess variance, which no arm's coefficient carries
+    wide = gap_split(table, {**cost, "excess var low": 0.04, "excess var high": 0.09}, gain, ref, summary, 45_000, var)
+    assert wide["se"] == round(math.sqrt(max(low_end + 0.04, high_end + 0.09) + sampling ** 2), 2)
     # without a bf16 arm, the reference's bf16 is named as a cause nobody measured, and the sums leave it out
     no_bf16 = gap_split([r for r in table if r["arm"] != "bf16"], cost, gain, ref, summary, 45_000, var)
     assert no_bf16["unmeasured"] == [{"cause": "bf16 training (He et al.: fp32)", "arm": "bf16"}]

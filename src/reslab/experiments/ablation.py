@@ -159,12 +159,13 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
     lines = verdict(table)
     if cost:
         lines.append(f"JPEG: the quality-75 copy costs between {cost['cost low']:+.2f} and {cost['cost high']:+.2f} "
-                     f"points of validation error against lossless images (+- {cost['se']:.2f}; error fitted as a "
-                     "line in JPEG's quantisation noise power, re-encoding's first rounding absorbed or added).")
+                     f"points of validation error against lossless images (standard error {cost['se']:.2f}; error read as "
+                     f"{_shapes(cost)} in JPEG's quantisation noise power, re-encoding's first rounding absorbed or "
+                     "added)" + _fit_note(cost) + ".")
     if gain:
         lines.append(f"Data: {gain['target']:,} training images instead of {sizes['base']:,} would change the "
-                     f"validation error by {-gain['gain']:+.2f} +- {gain['se']:.2f} points (error linear in the log "
-                     f"of the size, from the {sizes['train-40k']:,}-image arm).")
+                     f"validation error by {-gain['gain']:+.2f} points (standard error {gain['se']:.2f}; error "
+                     f"linear in the log of the size, from the {sizes['train-40k']:,}-image arm).")
     if adds:
         word = "add up" if adds["p"] >= 0.05 else "do not add up"
         lines.append(f"Together: the combined arm moves the error {adds['combined']:+.2f} points, its parts one at a "
@@ -173,7 +174,7 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
     if gap:
         lines.append(f"Gap: the reference run ends at {gap['reference error %']:.2f}% against the paper's "
                      f"{gap['paper error %']:.2f}%, {gap['gap']:.2f} points. The measured causes explain "
-                     f"{_span(gap['explained'])} points (+- {gap['se']:.2f}); left unexplained: "
+                     f"{_span(gap['explained'])} points (standard error {gap['se']:.2f}); left unexplained: "
                      f"{_span(gap['unexplained'])}. The effects come from runs of {base.train.steps or '?'} iterations, "
                      f"the reference ran {gap['reference steps']:,}: that they carry over is assumed, not measured.")
         if gap["unmeasured"]:
@@ -187,6 +188,23 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
         "reference": options.reference or None,
         "description": f"{base.model.name} on {base.data.dataset}, {steps} a run, {options.seeds} seeds an arm "
                        f"(train.seed 0..{options.seeds - 1}), one held-out split; errors are final ones, in %."})
+
+
+def _shapes(cost: dict) -> str:
+    chord = [r for r in cost.get("readings", []) if r["shape"] == "chord"]
+    return ("a line through every quality or the chord from quality 75 to the next one down" if chord
+            else "a line")
+
+
+def _fit_note(cost: dict) -> str:
+    """What the JPEG line's lack of fit says, for the verdict: empty when it was not tested."""
+    fits = [f["lack of fit"] for f in cost["fits"].values() if f.get("lack of fit")]
+    if not fits:
+        return ""
+    worst = min(fits, key=lambda f: f["p"])
+    how = (f"the arms scatter about the line more than their seeds explain, so its standard error is widened "
+           f"{worst['factor']:.1f} times to match" if worst["factor"] > 1 else "the line fits within the seeds' spread")
+    return f"; chi2 = {worst['chi2']:.1f} on {worst['df']} df about the line, p = {worst['p']:.3g}: {how}"
 
 
 def _span(pair: list[float]) -> str:

@@ -4,9 +4,13 @@ JPEG arms re-encode the shared JPEG-75 copy at lower quality. That compresses tw
 JPEG effect instead of measuring it. :func:`jpeg_cost` puts a number on it: JPEG quantises the DCT
 coefficients with libjpeg's standard tables scaled by s(q) = 5000/q (q < 50) or 200 - 2q (q >= 50) per
 cent, so its noise power grows as s(q)^2; the error is fitted as a line in that noise power (weighted by
-each arm's standard error) and read at zero, the lossless images. Re-encoding a JPEG-75 image at a
-coarser step either absorbs the first rounding (noise power s(q)^2, the steeper line, hence the upper
-bound) or adds to it (0.25 + s(q)^2, the lower): the JPEG-75 copy's cost is reported as that interval.
+each arm's standard error) and read at zero, the lossless images. Re-encoding a JPEG-75 image at a coarser
+step either absorbs the first rounding (noise power s(q)^2, the steeper line) or adds to it (0.25 + s(q)^2,
+the flatter). The arms say nothing of the curve between the lossless images and quality 75, so where they
+bend away from a line the chord from quality 75 to the next quality down (the slope nearest the lossless
+end) is read too, and where they miss the line by more than their seeds' spread explains, the line's
+standard error is widened to match (:func:`lack_of_fit`). The JPEG-75 copy's cost is reported as the
+interval from the lowest of these readings to the highest.
 :func:`size_gain` reads the 40k arm the same way: error linear in the log of the training-set size (the
 local form of a learning curve), extrapolated from 45k to 50k.
 
@@ -29,6 +33,7 @@ from reslab.experiments.degradation import PAPER_TEST_ERROR
 JPEG_ARMS = {"base": 75, "jpeg-50": 50, "jpeg-30": 30}  # the shared copy is JPEG quality 75
 PARTS = ("decay-bn", "pixel-mean", "ghost-bn-64")  # what the combined arm turns on together
 CIFAR10_TEST_IMAGES = 10_000  # the test set He et al. report on
+KEPT = ("cause", "arm", "low", "high", "se")  # what the record keeps of a cause of the gap
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -146,28 +151,62 @@ def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> Line:
     return Line(a, b, se, coef)
 
 
+def lack_of_fit(xs: list[float], ys: list[float], variances: list[float], line: Line) -> dict | None:
+    """How far the points miss a line fitted with known variances: chi^2 = sum (y - a - b x)^2 / variance, its
+    degrees of freedom (points - 2) and p-value, and the Birge ratio sqrt(max(1, chi^2 / df)) that widens the
+    slope's standard error when the points scatter about the line more than their own errors explain. None with
+    two points or a variance of zero (:func:`line_fit` then takes the error from the residuals)."""
+    from scipy import stats
+
+    df = len(xs) - 2
+    if df < 1 or not all(v > 0 for v in variances):
+        return None
+    chi2 = sum((y - line.intercept - line.slope * x) ** 2 / v for x, y, v in zip(xs, ys, variances))
+    return {"chi2": chi2, "df": df, "p": float(stats.chi2.sf(chi2, df)), "factor": math.sqrt(max(1.0, chi2 / df))}
+
+
 def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
     """What the JPEG-75 copy costs in validation error against lossless images, as an interval over the
-    two models of re-encoding (see the module's text); None without two JPEG qualities."""
+    readings (see the module's text); None without two JPEG qualities.
+
+    Each model of re-encoding is read two ways: the weighted line through every quality, and, with three or more
+    qualities, the chord from quality 75 to the next one down (the slope nearest the lossless end, which differs
+    from the line's when the arms bend). The interval runs from the lowest reading to the highest. A line's
+    standard error includes the points' scatter about it where that exceeds their seeds' spread
+    (:func:`lack_of_fit`): ``excess var`` is that part of the variance, which the arms' coefficients (``coef``)
+    do not carry."""
     arms = [a for a in JPEG_ARMS if a in errors]
     if len(arms) < 2:
         return None
     unit = noise_power(JPEG_ARMS["base"])  # the copy's own noise power: the cost is the slope times it
     ys, var = map(list, zip(*(mean_var(errors[a]["val"]) for a in arms)))
-    fits = {}
+    fits, readings = {}, []
     for model, extra in (("absorbed", 0.0), ("added", unit)):
         xs = [noise_power(JPEG_ARMS[a]) + (extra if a != "base" else 0.0) for a in arms]
         line = line_fit(xs, ys, var)
-        fits[model] = {"cost": line.slope * unit, "se": line.se * unit, "lossless error %": line.intercept,
-                       "intercept": line.intercept, "slope": line.slope,
-                       "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)},
-                       "coef": {arm: unit * c for arm, c in zip(arms, line.coef)}}
-    low, high = sorted(fits.values(), key=lambda f: f["cost"])
+        fit = lack_of_fit(xs, ys, var, line)
+        factor = fit["factor"] if fit else 1.0
+        fits[model] = {"intercept": line.intercept, "slope": line.slope, "lack of fit": fit,
+                       "x": {str(JPEG_ARMS[arm]): x for arm, x in zip(arms, xs)}}
+        readings.append({"model": model, "shape": "line", "cost": line.slope * unit, "se": factor * line.se * unit,
+                         "excess var": (factor ** 2 - 1) * (line.se * unit) ** 2, "lossless error %": line.intercept,
+                         "coef": {arm: unit * c for arm, c in zip(arms, line.coef)}})
+        if len(arms) > 2:  # the chord from the copy (quality 75, first) to the next quality down
+            dx = xs[1] - xs[0]
+            slope = (ys[1] - ys[0]) / dx
+            fits[model]["chord"] = {"intercept": ys[0] - slope * xs[0], "slope": slope}
+            readings.append({"model": model, "shape": "chord", "cost": slope * unit,
+                             "se": unit * math.sqrt(var[0] + var[1]) / dx, "excess var": 0.0,
+                             "lossless error %": ys[0] - slope * xs[0],
+                             "coef": {arms[0]: -unit / dx, arms[1]: unit / dx}})
+    low, high = min(readings, key=lambda r: r["cost"]), max(readings, key=lambda r: r["cost"])
     return {"cost low": round(low["cost"], 2), "cost high": round(high["cost"], 2),
             "se": round(max(low["se"], high["se"]), 2),
-            "lossless error %": sorted(round(f["lossless error %"], 2) for f in fits.values()),
+            "lossless error %": sorted({round(r["lossless error %"], 2) for r in (low, high)}),
             "coef low": low["coef"], "coef high": high["coef"],
-            "fits": {model: {k: f[k] for k in ("intercept", "slope", "x")} for model, f in fits.items()}}
+            "excess var low": low["excess var"], "excess var high": high["excess var"],
+            "readings": [{**{k: r[k] for k in ("model", "shape")}, "cost": round(r["cost"], 2), "se": round(r["se"], 2)}
+                         for r in readings], "fits": fits}
 
 
 def size_gain(errors: dict[str, dict[str, list[float]]], sizes: dict[str, int], target: int = 50_000) -> dict | None:
@@ -238,7 +277,8 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
     if cost and ref.data.jpeg_quality == 0:
         rows.append({"cause": "the JPEG-75 copy (He et al.: the lossless images)", "arm": "jpeg-50, jpeg-30",
                      "low": cost["cost low"], "high": cost["cost high"], "se": cost["se"],
-                     "coef": (cost["coef low"], cost["coef high"])})
+                     "coef": (cost["coef low"], cost["coef high"]),
+                     "excess": (cost.get("excess var low", 0.0), cost.get("excess var high", 0.0))})
     p, q, n = ref_error / 100, paper / 100, ref.data.val_size
     sampling = 100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES)
     rows.append({"cause": f"sampling: {n:,} held-out images against the paper's {CIFAR10_TEST_IMAGES:,} test images",
@@ -251,9 +291,10 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
         for r in rows:
             for arm, c in r["coef"][end].items():
                 total[arm] = total.get(arm, 0.0) + c
-        spread.append(math.sqrt(sum(c * c * variances[arm] for arm, c in total.items()) + sampling ** 2))
+        excess = sum(r.get("excess", (0.0, 0.0))[end] for r in rows)  # the JPEG line's lack of fit, if any
+        spread.append(math.sqrt(sum(c * c * variances[arm] for arm, c in total.items()) + excess + sampling ** 2))
     return {"reference error %": round(ref_error, 2), "paper error %": paper, "gap": round(gap, 2),
             "reference steps": summary["steps"],
-            "causes": [{k: round(v, 2) if k in ("low", "high") else v for k, v in r.items() if k != "coef"} for r in rows],
+            "causes": [{k: round(v, 2) if k in ("low", "high") else v for k, v in r.items() if k in KEPT} for r in rows],
             "explained": [round(low, 2), round(high, 2)], "unexplained": [round(gap - high, 2), round(gap - low, 2)],
             "se": round(max(spread), 2), "unmeasured": unmeasured}

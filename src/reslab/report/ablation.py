@@ -21,11 +21,14 @@ def jpeg_panels(points: Sequence[dict], cost: dict | None) -> list[dict]:
     """One panel per model of re-encoding: the arms' errors against JPEG's quantisation noise power, with the
     fitted line read at zero (the lossless images). A record without fits gets one panel against quality."""
     if not cost or "fits" not in cost:
-        return [{"title": "", "x": [p["quality"] for p in points], "xlabel": "JPEG quality", "line": None}]
+        return [{"title": "", "x": [p["quality"] for p in points], "xlabel": "JPEG quality", "line": None,
+                 "chord": None}]
     panels = []
     for model, fit in cost["fits"].items():
         xs = [fit["x"][str(p["quality"])] for p in points]
+        chord = fit.get("chord")  # absent from records made before the chord was read
         panels.append({"title": MODELS.get(model, model), "x": xs, "line": (fit["intercept"], fit["slope"]),
+                       "chord": (chord["intercept"], chord["slope"], sorted(xs)[1]) if chord else None,
                        "xlabel": "quantisation noise power, s(q)^2 (quality 50 = 1)"})
     return panels
 
@@ -48,6 +51,11 @@ def jpeg_figure(points: Sequence[dict], cost: dict | None = None):
             ax.plot([0, top], [a, a + b * top], color=COLORS[1], label="weighted line")
             ax.plot([0], [a], "s", color=COLORS[1])
             ax.annotate(f"lossless: {a:.2f}%", (0, a), textcoords="offset points", xytext=(4, 14), fontsize=8)
+        if panel["chord"]:
+            a, b, end = panel["chord"]
+            ax.plot([0, end], [a, a + b * end], "--", color=COLORS[2], label="chord q75 to the next quality")
+            ax.plot([0], [a], "s", color=COLORS[2])
+            ax.annotate(f"{a:.2f}%", (0, a), textcoords="offset points", xytext=(4, -12), fontsize=8)
         else:
             ax.invert_xaxis()
         ax.set_title(panel["title"], fontsize=10)
@@ -77,6 +85,12 @@ def jpeg(points: Sequence[dict], cost: dict | None = None) -> go.Figure:
             fig.add_trace(go.Scatter(x=[0], y=[a], mode="markers", marker=dict(symbol="square", color=COLORS[1]),
                                      name="lossless (read at 0)", showlegend=col == 1,
                                      hovertemplate="lossless: %{y:.2f}%<extra></extra>"), row=1, col=col)
+        if panel["chord"]:
+            a, b, end = panel["chord"]
+            fig.add_trace(go.Scatter(x=[0, end], y=[a, a + b * end], mode="lines+markers",
+                                     line=dict(color=COLORS[2], dash="dash"), marker=dict(symbol="square", size=[8, 0]),
+                                     name="chord q75 to the next quality", showlegend=col == 1,
+                                     hovertemplate="%{y:.2f}%<extra>chord</extra>"), row=1, col=col)
         else:
             fig.update_xaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(title_text=panel["xlabel"], row=1, col=col)
@@ -133,8 +147,10 @@ def ablation_sections(page: "Page", exp: dict) -> None:
         page.figure(jpeg_figure(exp["jpeg"], exp.get("jpeg_cost")), "jpeg_quality",
                     "Final validation error (mean; bars: seed standard deviation) at each JPEG quality, against "
                     "JPEG's quantisation noise power, with the line weighted by each arm's standard error read at "
-                    "zero (lossless). Re-encoding compresses twice; the two panels are the two ways that can go, and "
-                    "the JPEG-75 copy's cost is the interval between them.",
+                    "zero (lossless), and the chord from quality 75 to the next quality (dashed), the slope nearest "
+                    "the lossless end: no arm sees the curve below quality 75. Re-encoding compresses twice; the two "
+                    "panels are the two ways that can go. The JPEG-75 copy's cost is the interval from the lowest "
+                    "of the four readings to the highest.",
                     jpeg(exp["jpeg"], exp.get("jpeg_cost")))
     gap = exp.get("gap")
     if gap:
