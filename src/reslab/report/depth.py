@@ -1,0 +1,63 @@
+"""The depth experiment's summary figure (``reslab experiment depth``): final error against depth for each
+family, He et al.'s Table 6 beside the residual networks; drawn with matplotlib for the PNG kept beside the
+report and with Plotly for the page, from the record's table."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+from reslab.report.interactive import COLORS, layout
+from reslab.report.plots import plt
+
+FAMILIES = (("plain", "plain"), ("resnet", "residual"))
+SERIES = (("final val error %", "validation", 2.4, "solid"), ("final train error %", "training", 1.0, "dash"))
+
+
+def depth_series(table: Sequence[dict]) -> list[dict]:
+    """The lines to draw: per family and error kind, the depths and errors in order of depth; then He et al.'s
+    test errors where the table has them. Families with fewer than two depths are left out (no line to read)."""
+    series = []
+    for i, (prefix, label) in enumerate(FAMILIES):
+        rows = sorted((r for r in table if str(r["model"]).startswith(prefix)), key=lambda r: r["depth"])
+        if len(rows) < 2:
+            continue
+        for key, kind, width, dash in SERIES:
+            series.append({"name": f"{label} {kind}", "x": [r["depth"] for r in rows], "y": [r[key] for r in rows],
+                           "color": i, "width": width, "dash": dash})
+    paper = sorted((r["depth"], r["paper test error %"]) for r in table
+                   if isinstance(r.get("paper test error %"), (int, float)))
+    if series and len(paper) >= 2:
+        series.append({"name": "He et al. test error (residual)", "x": [d for d, _ in paper],
+                       "y": [e for _, e in paper], "color": None, "width": 1.2, "dash": "dot"})
+    return series
+
+
+def depth_figure(table: Sequence[dict]):
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for s in depth_series(table):
+        color = "0.2" if s["color"] is None else COLORS[s["color"]]
+        ax.plot(s["x"], s["y"], marker="x" if s["color"] is None else "o", lw=s["width"], color=color,
+                linestyle={"solid": "-", "dash": "--", "dot": ":"}[s["dash"]], label=s["name"])
+    depths = sorted({r["depth"] for r in table})
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth (layers)")
+    ax.set_ylabel("final error (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def depth(table: Sequence[dict]) -> go.Figure:
+    fig = go.Figure()
+    for s in depth_series(table):
+        color = "#333333" if s["color"] is None else COLORS[s["color"]]
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], name=s["name"], mode="lines+markers",
+                                 marker=dict(symbol="x" if s["color"] is None else "circle", color=color),
+                                 line=dict(color=color, width=s["width"], dash=s["dash"]),
+                                 hovertemplate="depth %{x}: %{y:.2f}%<extra>" + s["name"] + "</extra>"))
+    fig.update_xaxes(title_text="depth (layers)", tickvals=sorted({r["depth"] for r in table}))
+    fig.update_yaxes(title_text="final error (%)")
+    return layout(fig, height=380)

@@ -1,0 +1,35 @@
+"""The depth experiment's summary figure: final error against depth per family, Table 6 beside it."""
+
+import json
+
+from reslab.report.html import build_report
+from reslab.report.depth import depth, depth_figure, depth_series
+
+ROWS = [("plain20", 20, 13.5, 16.4, "-"), ("plain32", 32, 18.0, 20.1, "-"), ("plain56", 56, 31.1, 30.6, "-"),
+        ("resnet56", 56, 7.8, 13.5, 6.97), ("resnet20", 20, 10.6, 14.7, 8.75), ("resnet32", 32, 9.0, 14.0, 7.51)]
+TABLE = [{"model": m, "depth": d, "final train error %": t, "final val error %": v, "paper test error %": p}
+         for m, d, t, v, p in ROWS]
+
+
+def test_each_family_is_one_line_per_error_in_order_of_depth_with_the_paper_beside():
+    series = {s["name"]: (s["x"], s["y"]) for s in depth_series(TABLE)}
+    assert series == {"plain validation": ([20, 32, 56], [16.4, 20.1, 30.6]),
+                      "plain training": ([20, 32, 56], [13.5, 18.0, 31.1]),
+                      "residual validation": ([20, 32, 56], [14.7, 14.0, 13.5]),
+                      "residual training": ([20, 32, 56], [10.6, 9.0, 7.8]),
+                      "He et al. test error (residual)": ([20, 32, 56], [8.75, 7.51, 6.97])}
+    fig = depth(TABLE)
+    assert [t.name for t in fig.data] == list(series) and list(fig.data[2].y) == [14.7, 14.0, 13.5]
+    assert len(depth_figure(TABLE).axes[0].lines) == 5
+    # one depth per family: nothing to draw a line through
+    assert depth_series([r for r in TABLE if r["depth"] == 20]) == []
+
+
+def test_the_depth_report_shows_error_against_depth(tmp_path):
+    record = {"title": "Depth", "kind": "depth", "runs": [], "table": TABLE, "verdict": ["v"]}
+    (tmp_path / "experiment.json").write_text(json.dumps(record))
+    text = build_report(tmp_path, plotly_js="beside").read_text()
+    assert 'id="fig-depth"' in text and "Error against depth" in text
+    assert (tmp_path / "figures" / "depth.png").is_file()
+    (tmp_path / "experiment.json").write_text(json.dumps({**record, "kind": "degradation"}))
+    assert 'id="fig-depth"' not in build_report(tmp_path, plotly_js="beside").read_text()
