@@ -32,6 +32,23 @@ def test_verdict_reads_the_table():
     assert lines[2].startswith("Twins at depth 20") and "lowers" in lines[2]
     lines = verdict([row("plain20", 20, 9.0), row("plain56", 56, 5.0), row("resnet20", 20, 2.0), row("resnet56", 56, 4.0)])
     assert "no degradation" in lines[0] and "trains worse here" in lines[1]
+    assert not any("networks at depths" in line for line in lines)  # two depths: the ends say it all
+
+
+def test_verdict_reads_the_trend_across_every_depth_beside_table_6():
+    from reslab.experiments.degradation import verdict
+
+    def row(m, d, t, v, p="-"):
+        return {"model": m, "depth": d, "final train error %": t, "final val error %": v, "paper test error %": p}
+
+    lines = verdict([row("resnet20", 20, 10.6, 14.7, 8.75), row("resnet32", 32, 9.0, 14.9, 7.51),
+                     row("resnet44", 44, 8.1, 13.9, 7.17), row("plain20", 20, 13.5, 16.4), row("plain32", 32, 18.0, 20.1),
+                     row("plain44", 44, 25.0, 26.2)])
+    assert lines[1] == ("Plain networks at depths 20, 32, 44: validation 16.40 / 20.10 / 26.20% (rises at every step); "
+                        "training 13.50 / 18.00 / 25.00% (rises at every step).")
+    assert lines[3] == ("Residual networks at depths 20, 32, 44: validation 14.70 / 14.90 / 13.90% (falls overall, not "
+                        "at every step); training 10.60 / 9.00 / 8.10% (falls at every step); He et al.'s test error "
+                        "8.75 / 7.51 / 7.17% (falls at every step).")
 
 
 def test_final_train_error_averages_the_end_of_the_curve():

@@ -98,6 +98,8 @@ def verdict(table: list[dict]) -> list[str]:
                                           "the deeper residual network trains worse here: this budget is too short "
                                           "to show depth paying off (He et al. train 64k iterations for that), only "
                                           "that the shortcut removes most of the degradation."))
+        if len(rows) > 2:  # Table 6: the trend across every depth, not only the two ends
+            lines.append(trend(rows, label))
     by_model = {r["model"]: r for r in table}
     for r in sorted(table, key=lambda r: r["depth"]):
         info = model_info(r["model"])
@@ -107,6 +109,28 @@ def verdict(table: list[dict]) -> list[str]:
             lines.append(f"Twins at depth {r['depth']}: plain {a:.2f}%, residual {b:.2f}% training error; "
                          f"the shortcut alone {'lowers' if b < a else 'does not lower'} it.")
     return lines
+
+
+def trend(rows: list[dict], label: str) -> str:
+    """How one family's final errors move with depth (rows in order of depth), beside He et al.'s Table 6."""
+    def how(values: list[float]) -> str:
+        steps = [b - a for a, b in zip(values, values[1:])]
+        if all(d < 0 for d in steps):
+            return "falls at every step"
+        if all(d > 0 for d in steps):
+            return "rises at every step"
+        return f"{'falls' if values[-1] < values[0] else 'rises' if values[-1] > values[0] else 'ends level'} " \
+               "overall, not at every step"
+    depths = ", ".join(str(r["depth"]) for r in rows)
+    parts = []
+    for key, kind in (("final val error %", "validation"), ("final train error %", "training")):
+        values = [r.get(key) for r in rows]
+        if all(isinstance(v, (int, float)) for v in values):
+            parts.append(f"{kind} {' / '.join(f'{v:.2f}' for v in values)}% ({how(values)})")
+    paper = [r.get("paper test error %") for r in rows]
+    if all(isinstance(v, (int, float)) for v in paper):
+        parts.append(f"He et al.'s test error {' / '.join(f'{v:.2f}' for v in paper)}% ({how(paper)})")
+    return f"{label} networks at depths {depths}: " + "; ".join(parts) + "."
 
 
 def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, ctx: Context, *, kind: str,
