@@ -33,6 +33,11 @@ def test_verdict_reads_the_table():
     lines = verdict([row("plain20", 20, 9.0), row("plain56", 56, 5.0), row("resnet20", 20, 2.0), row("resnet56", 56, 4.0)])
     assert "no degradation" in lines[0] and "trains worse here" in lines[1]
     assert not any("networks at depths" in line for line in lines)  # two depths: the ends say it all
+    # runs too short to log a training step have no training error: said, not a crash
+    lines = verdict([row("plain20", 20, None), row("plain56", 56, 9.0), row("resnet20", 20, 4.0), row("resnet56", 56, 2.5)])
+    assert lines[0] == ("Plain: no training error logged for plain20 (the run ended before its first logged step): "
+                        "no comparison.")
+    assert "trains as well or better" in lines[1] and not any(line.startswith("Twins at depth 20") for line in lines)
 
 
 def test_verdict_reads_the_trend_across_every_depth_beside_table_6():

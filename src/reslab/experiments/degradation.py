@@ -88,7 +88,10 @@ def verdict(table: list[dict]) -> list[str]:
             continue
         shallow, deep = rows[0], rows[-1]
         a, b = shallow["final train error %"], deep["final train error %"]
-        if not residual:
+        if a is None or b is None:  # a run too short to log a training step: nothing to compare
+            lines.append(f"{label}: no training error logged for {shallow['model'] if a is None else deep['model']} "
+                         "(the run ended before its first logged step): no comparison.")
+        elif not residual:
             lines.append(f"Plain: {deep['model']} ends with {b:.2f}% training error against {shallow['model']}'s "
                          f"{a:.2f}%: " + ("the deeper plain network trains worse (degradation)." if b > a else
                                           "no degradation in this budget."))
@@ -106,6 +109,8 @@ def verdict(table: list[dict]) -> list[str]:
         twin = by_model.get(info.twin) if not info.residual and info.twin else None
         if twin is not None:
             a, b = r["final train error %"], twin["final train error %"]
+            if a is None or b is None:
+                continue
             lines.append(f"Twins at depth {r['depth']}: plain {a:.2f}%, residual {b:.2f}% training error; "
                          f"the shortcut alone {'lowers' if b < a else 'does not lower'} it.")
     return lines
@@ -119,6 +124,8 @@ def trend(rows: list[dict], label: str) -> str:
             return "falls at every step"
         if all(d > 0 for d in steps):
             return "rises at every step"
+        if all(d == 0 for d in steps):
+            return "the same at every depth"
         return f"{'falls' if values[-1] < values[0] else 'rises' if values[-1] > values[0] else 'ends level'} " \
                "overall, not at every step"
     depths = ", ".join(str(r["depth"]) for r in rows)
