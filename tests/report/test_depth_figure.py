@@ -21,6 +21,9 @@ def test_each_family_is_one_line_per_error_in_order_of_depth_with_the_paper_besi
     fig = depth(TABLE)
     assert [t.name for t in fig.data] == list(series) and list(fig.data[2].y) == [14.7, 14.0, 13.5]
     assert len(depth_figure(TABLE).axes[0].lines) == 5
+    # a family whose runs logged no training step: its validation line alone
+    short = [{**r, "final train error %": None} if r["model"].startswith("plain") else r for r in TABLE]
+    assert "plain training" not in [s["name"] for s in depth_series(short)] and len(depth_series(short)) == 4
     # one depth per family: nothing to draw a line through
     assert depth_series([r for r in TABLE if r["depth"] == 20]) == []
 

@@ -24,6 +24,8 @@ def depth_series(table: Sequence[dict]) -> list[dict]:
         if len(rows) < 2:
             continue
         for key, kind, width, dash in SERIES:
+            if not all(isinstance(r.get(key), (int, float)) for r in rows):
+                continue  # a run that logged no training step has no final training error
             series.append({"name": f"{label} {kind}", "x": [r["depth"] for r in rows], "y": [r[key] for r in rows],
                            "color": i, "width": width, "dash": dash})
     paper = sorted((r["depth"], r["paper test error %"]) for r in table
