@@ -128,8 +128,15 @@ def test_the_jpeg_figure_draws_each_reencoding_model_read_at_zero_and_falls_back
     lossless = [t for t in fig.data if t.name == "lossless (read at 0)"]
     assert [(list(t.x), list(t.y)) for t in lossless] == [([0], [15.0]), ([0], [14.9])]
     assert len(jpeg_figure(points, {"fits": fits}).axes) == 2
+    assert [p["chord"] for p in panels] == [None, None]  # a record from before the chord was read: none drawn
+    # with a chord (three qualities): drawn dashed from zero to the second-lowest noise power
+    chorded = {m: {**f, "chord": {"intercept": 14.5, "slope": 2.0}} for m, f in fits.items()}
+    assert jpeg_panels(points, {"fits": chorded})[0]["chord"] == (14.5, 2.0, 1.0)
+    chords = [t for t in jpeg(points, {"fits": chorded}).data if t.name == "chord q75 to the next quality"]
+    assert [(list(t.x), list(t.y)) for t in chords] == [([0, 1.0], [14.5, 16.5]), ([0, 1.25], [14.5, 17.0])]
     # a record written before the fits were kept: one panel against quality, no line
-    assert jpeg_panels(points, None) == [{"title": "", "x": [75, 50], "xlabel": "JPEG quality", "line": None}]
+    assert jpeg_panels(points, None) == [{"title": "", "x": [75, 50], "xlabel": "JPEG quality", "line": None,
+                                          "chord": None}]
     assert len(jpeg(points, None).data) == 1
 
 
