@@ -168,4 +168,4 @@ def ablation_sections(page: "Page", exp: dict) -> None:
     adds = exp.get("additivity")
     if adds:
         page.p(f"Do the effects add up? The combined arm: {adds['combined']:+.2f} points; its parts one at a time: "
-               f"{adds['sum of parts']:+.2f}; difference {adds['difference']:+.2f} +- {adds['se']:.2f}.")
+               f"{adds['sum of parts']:+.2f}; difference {adds['difference']:+.2f} (standard error {adds['se']:.2f}).")
