@@ -101,11 +101,12 @@ class StepTimer(Callback):
 
 
 def reslab_throughput(model_name: str, dataset, mean, std, *, steps: int, warmup: int, batch: int,
-                      compile: bool = False) -> tuple[float, str]:
+                      compile: bool = False, precision: str = "auto",
+                      options: dict | None = None) -> tuple[float, str]:
     torch.manual_seed(0)
     device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    model = create_model(model_name, num_classes=10)
+    precision = resolve_precision(precision, device)
+    model = create_model(model_name, num_classes=10, **(options or {}))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     loader = BatchLoader(dataset, batch_size=batch, shuffle=True, augment=True, mean=mean, std=std, seed=0,
                          drop_last=True, channels_last=True)
