@@ -41,7 +41,9 @@ def main() -> None:
     args = p.parse_args()
     dataset = load_image_folder(args.data)
     mean, std = per_channel_stats(dataset.images)
-    results = {"machine": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    results = {"machine": cpu_model(), "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "batch": args.batch,
                "command": " ".join(["python"] + sys.argv), "images/s": {}}
     for entry in ArchitecturesOptions().entries():
