@@ -129,6 +129,9 @@ def test_the_jpeg_figure_draws_each_reencoding_model_read_at_zero_and_falls_back
     assert [(list(t.x), list(t.y)) for t in lossless] == [([0], [15.0]), ([0], [14.9])]
     assert len(jpeg_figure(points, {"fits": fits}).axes) == 2
     assert [p["chord"] for p in panels] == [None, None]  # a record from before the chord was read: none drawn
+    assert all(fig.layout[f"xaxis{i}"].autorange != "reversed" for i in ("", "2"))  # noise power runs forward
+    assert not any(ax.xaxis_inverted() for ax in jpeg_figure(points, {"fits": fits}).axes)
+    assert jpeg(points, None).layout.xaxis.autorange == "reversed"  # quality runs from best to worst
     # with a chord (three qualities): drawn dashed from zero to the second-lowest noise power
     chorded = {m: {**f, "chord": {"intercept": 14.5, "slope": 2.0}} for m, f in fits.items()}
     assert jpeg_panels(points, {"fits": chorded})[0]["chord"] == (14.5, 2.0, 1.0)

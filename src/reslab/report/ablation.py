@@ -51,12 +51,12 @@ def jpeg_figure(points: Sequence[dict], cost: dict | None = None):
             ax.plot([0, top], [a, a + b * top], color=COLORS[1], label="weighted line")
             ax.plot([0], [a], "s", color=COLORS[1])
             ax.annotate(f"lossless: {a:.2f}%", (0, a), textcoords="offset points", xytext=(4, 14), fontsize=8)
-        if panel["chord"]:
+        if panel["line"] and panel["chord"]:
             a, b, end = panel["chord"]
             ax.plot([0, end], [a, a + b * end], "--", color=COLORS[2], label="chord q75 to the next quality")
             ax.plot([0], [a], "s", color=COLORS[2])
             ax.annotate(f"{a:.2f}%", (0, a), textcoords="offset points", xytext=(4, -12), fontsize=8)
-        else:
+        if not panel["line"]:
             ax.invert_xaxis()
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(panel["xlabel"])
@@ -85,13 +85,13 @@ def jpeg(points: Sequence[dict], cost: dict | None = None) -> go.Figure:
             fig.add_trace(go.Scatter(x=[0], y=[a], mode="markers", marker=dict(symbol="square", color=COLORS[1]),
                                      name="lossless (read at 0)", showlegend=col == 1,
                                      hovertemplate="lossless: %{y:.2f}%<extra></extra>"), row=1, col=col)
-        if panel["chord"]:
+        if panel["line"] and panel["chord"]:
             a, b, end = panel["chord"]
             fig.add_trace(go.Scatter(x=[0, end], y=[a, a + b * end], mode="lines+markers",
                                      line=dict(color=COLORS[2], dash="dash"), marker=dict(symbol="square", size=[8, 0]),
                                      name="chord q75 to the next quality", showlegend=col == 1,
                                      hovertemplate="%{y:.2f}%<extra>chord</extra>"), row=1, col=col)
-        else:
+        if not panel["line"]:
             fig.update_xaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(title_text=panel["xlabel"], row=1, col=col)
     fig.update_yaxes(title_text="final validation error (%)", row=1, col=1)
