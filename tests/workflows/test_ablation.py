@@ -272,6 +272,16 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
     low_end, high_end = (sum(c * c * var[arm] for arm, c in end.items()) for end in (low_end, high_end))
     assert gap["se"] == round(math.sqrt(max(low_end, high_end) + sampling ** 2), 2)
     assert gap["unmeasured"] == []
+    # with the base's seed spread known, the reference's and the paper's single runs each carry it: 2 sd^2 more
+    table[0]["val sd"] = 0.3
+    seeded = gap_split(table, cost, gain, ref, summary, 45_000, var)
+    assert seeded["causes"][-1] == {"cause": "seeds: the reference and the paper are one training run each "
+                                    "(the base arm's spread)", "arm": "base", "low": 0.0, "high": 0.0,
+                                    "se": round(math.sqrt(2) * 0.3, 2)}
+    assert seeded["explained"] == gap["explained"]
+    assert seeded["se"] == round(math.sqrt(max(low_end, high_end) + sampling ** 2 + 2 * 0.3 ** 2), 2)
+    table[0]["val sd"] = None  # one seed: no spread to carry
+    assert gap_split(table, cost, gain, ref, summary, 45_000, var) == gap
     # a JPEG line that misses its points adds its excess variance, which no arm's coefficient carries
     wide = gap_split(table, {**cost, "excess var low": 0.04, "excess var high": 0.09}, gain, ref, summary, 45_000, var)
     assert wide["se"] == round(math.sqrt(max(low_end + 0.04, high_end + 0.09) + sampling ** 2), 2)

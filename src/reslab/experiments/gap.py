@@ -17,8 +17,8 @@ local form of a learning curve), extrapolated from 45k to 50k.
 With ``experiment.reference`` naming a finished full-length run of the recipe (``results/cifar10_resnet20_paper``),
 :func:`gap_split` splits that run's gap to He et al.'s test error into the measured causes: each lever in which the
 reference differs from the paper (read from its config and summary), the JPEG cost, the missing 5k training images,
-and the sampling noise of a 5k validation split against a 10k test set. The effects come from shorter runs; that
-they carry over to the full schedule is an assumption, and the record says so.
+the sampling noise of a 5k validation split against a 10k test set, and the seed noise of two single runs (the
+reference's and the paper's). The effects come from shorter runs; that they carry over is assumed, and said.
 """
 
 from __future__ import annotations
@@ -88,9 +88,8 @@ def dunnett(errors: dict[str, dict[str, list[float]]]) -> dict[str, float] | Non
     from scipy import stats
 
     others = [a for a in errors if a != "base"]
-    if "base" not in errors or not others or any(len(e["val"]) < 2 for e in errors.values()):
-        return None
-    if all(mean_sd(e["val"])[1] == 0 for e in errors.values()):
+    if "base" not in errors or not others or any(len(e["val"]) < 2 for e in errors.values()) \
+            or all(mean_sd(e["val"])[1] == 0 for e in errors.values()):
         return None
     result = stats.dunnett(*(errors[a]["val"] for a in others), control=errors["base"]["val"], random_state=0)
     return {a: float(p) for a, p in zip(others, result.pvalue)}
@@ -131,9 +130,8 @@ class Line(NamedTuple):
 
 
 def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> Line:
-    """Weighted least squares y = a + b x with weights 1/variance. Where a variance is zero (seeds that
-    agree exactly) the points weigh the same and the standard error comes from the residuals instead (nan
-    with only two points: nothing is left to estimate it from)."""
+    """Weighted least squares y = a + b x with weights 1/variance. Where a variance is zero (seeds that agree
+    exactly) the points weigh the same and the standard error comes from the residuals instead."""
     known = all(v > 0 for v in variances)
     w = [1 / v for v in variances] if known else [1.0] * len(xs)
     sw = sum(w)
@@ -142,10 +140,8 @@ def line_fit(xs: list[float], ys: list[float], variances: list[float]) -> Line:
     coef = [wi * (x - xm) / sxx for wi, x in zip(w, xs)]
     b = sum(c * y for c, y in zip(coef, ys))
     a = ym - b * xm
-    if known:
-        se = math.sqrt(1 / sxx)
-    elif len(xs) < 3:
-        se = float("nan")
+    if known or len(xs) < 3:  # nan: two points of unknown variance leave nothing to estimate it from
+        se = math.sqrt(1 / sxx) if known else float("nan")
     else:
         se = math.sqrt(sum((y - a - b * x) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2) / sxx)
     return Line(a, b, se, coef)
@@ -192,8 +188,7 @@ def jpeg_cost(errors: dict[str, dict[str, list[float]]]) -> dict | None:
                          "excess var": (factor ** 2 - 1) * (line.se * unit) ** 2, "lossless error %": line.intercept,
                          "coef": {arm: unit * c for arm, c in zip(arms, line.coef)}})
         if len(arms) > 2:  # the chord from the copy (quality 75, first) to the next quality down
-            dx = xs[1] - xs[0]
-            slope = (ys[1] - ys[0]) / dx
+            dx, slope = xs[1] - xs[0], (ys[1] - ys[0]) / (xs[1] - xs[0])
             fits[model]["chord"] = {"intercept": ys[0] - slope * xs[0], "slope": slope}
             readings.append({"model": model, "shape": "chord", "cost": slope * unit,
                              "se": unit * math.sqrt(var[0] + var[1]) / dx, "excess var": 0.0,
@@ -283,6 +278,11 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
     sampling = 100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES)
     rows.append({"cause": f"sampling: {n:,} held-out images against the paper's {CIFAR10_TEST_IMAGES:,} test images",
                  "arm": "", "low": 0.0, "high": 0.0, "se": round(sampling, 2), "coef": ({}, {})})
+    sd = next((r.get("val sd") for r in table if r["arm"] == "base"), None)  # one run's spread: the base's seeds
+    if sd:  # the reference and the paper are one training run each, and each carries it
+        rows.append({"cause": "seeds: the reference and the paper are one training run each (the base arm's spread)",
+                     "arm": "base", "low": 0.0, "high": 0.0, "se": round(math.sqrt(2) * sd, 2), "coef": ({}, {}),
+                     "excess": (2 * sd * sd,) * 2})
     gap = ref_error - paper
     low, high = sum(r["low"] for r in rows), sum(r["high"] for r in rows)
     spread = []
