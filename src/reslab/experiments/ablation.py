@@ -124,7 +124,8 @@ def verdict(table: list[dict]) -> list[str]:
         effect, p, q = row["effect on val error"], row["effect p"], row.get("effect p (Dunnett)")
         word = ("lowers" if effect < 0 else "raises") if p < 0.05 else "does not measurably change"
         several = q is not None and arms > 1
-        adjusted = f", Dunnett p = {q:.3g} over {arms} arms" if several else ""
+        shown = "< 0.001" if several and q < 1e-3 else f"= {q:.3g}" if several else ""  # integral good to ~1e-3
+        adjusted = f", Dunnett p {shown} over {arms} arms" if several else ""
         chance = (f" Not once {arms} arms are tested against one base (Dunnett): it may be chance."
                   if several and p < 0.05 <= q else "")
         lines.append(f"{row['arm']}: {word} the validation error ({effect:+.2f} +- {row['effect ci95']:.2f} points, "
