@@ -137,6 +137,11 @@ def test_the_jpeg_figure_draws_each_reencoding_model_read_at_zero_and_falls_back
     assert jpeg_panels(points, {"fits": chorded})[0]["chord"] == (14.5, 2.0, 1.0)
     chords = [t for t in jpeg(points, {"fits": chorded}).data if t.name == "chord q75 to the next quality"]
     assert [(list(t.x), list(t.y)) for t in chords] == [([0, 1.0], [14.5, 16.5]), ([0, 1.25], [14.5, 17.0])]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()]
+               for ax in jpeg_figure(points, {"fits": chorded}).axes]  # each panel names its own readings
+    assert [[t for t in texts if "lossless" in t] for texts in legends] == [
+        ["weighted line (lossless: 15.00%)", "chord q75 to the next quality (lossless: 14.50%)"],
+        ["weighted line (lossless: 14.90%)", "chord q75 to the next quality (lossless: 14.50%)"]]
     # a record written before the fits were kept: one panel against quality, no line
     assert jpeg_panels(points, None) == [{"title": "", "x": [75, 50], "xlabel": "JPEG quality", "line": None,
                                           "chord": None}]

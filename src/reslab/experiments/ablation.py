@@ -123,11 +123,12 @@ def verdict(table: list[dict]) -> list[str]:
             continue
         effect, p, q = row["effect on val error"], row["effect p"], row.get("effect p (Dunnett)")
         word = ("lowers" if effect < 0 else "raises") if p < 0.05 else "does not measurably change"
-        several = q is not None and arms > 1
-        shown = "< 0.001" if several and q < 1e-3 else f"= {q:.3g}" if several else ""  # integral good to ~1e-3
-        adjusted = f", Dunnett p {shown} over {arms} arms" if several else ""
-        chance = (f" Not once {arms} arms are tested against one base (Dunnett): it may be chance."
-                  if several and p < 0.05 <= q else "")
+        adjusted = chance = ""
+        if q is not None and arms > 1:
+            shown = "< 0.001" if q < 1e-3 else f"= {q:.3g}"  # the integral is good to about 1e-3
+            adjusted = f", Dunnett p {shown} over {arms} arms"
+            if p < 0.05 <= q:
+                chance = f" Not once {arms} arms are tested against one base (Dunnett): it may be chance."
         lines.append(f"{row['arm']}: {word} the validation error ({effect:+.2f} +- {row['effect ci95']:.2f} points, "
                      f"95% interval; Welch p = {p:.3g}{adjusted}; {row['seeds']} seeds, smallest detectable "
                      f"{row['smallest detectable']:.2f}).{chance}")

@@ -291,7 +291,7 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
         for r in rows:
             for arm, c in r["coef"][end].items():
                 total[arm] = total.get(arm, 0.0) + c
-        excess = sum(r.get("excess", (0.0, 0.0))[end] for r in rows)  # the JPEG line's lack of fit, if any
+        excess = sum(r.get("excess", (0.0, 0.0))[end] for r in rows)  # JPEG lack of fit and the seed row
         spread.append(math.sqrt(sum(c * c * variances[arm] for arm, c in total.items()) + excess + sampling ** 2))
     return {"reference error %": round(ref_error, 2), "paper error %": paper, "gap": round(gap, 2),
             "reference steps": summary["steps"],

@@ -48,21 +48,20 @@ def jpeg_figure(points: Sequence[dict], cost: dict | None = None):
         if panel["line"]:
             a, b = panel["line"]
             top = max(panel["x"]) * 1.05
-            ax.plot([0, top], [a, a + b * top], color=COLORS[1], label="weighted line")
+            ax.plot([0, top], [a, a + b * top], color=COLORS[1], label=f"weighted line (lossless: {a:.2f}%)")
             ax.plot([0], [a], "s", color=COLORS[1])
-            ax.annotate(f"lossless: {a:.2f}%", (0, a), textcoords="offset points", xytext=(4, 14), fontsize=8)
         if panel["line"] and panel["chord"]:
             a, b, end = panel["chord"]
-            ax.plot([0, end], [a, a + b * end], "--", color=COLORS[2], label="chord q75 to the next quality")
+            ax.plot([0, end], [a, a + b * end], "--", color=COLORS[2],
+                    label=f"chord q75 to the next quality (lossless: {a:.2f}%)")
             ax.plot([0], [a], "s", color=COLORS[2])
-            ax.annotate(f"{a:.2f}%", (0, a), textcoords="offset points", xytext=(4, -12), fontsize=8)
         if not panel["line"]:
             ax.invert_xaxis()
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(panel["xlabel"])
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")  # each panel reads its own lossless values
     axes[0][0].set_ylabel("final validation error (%)")
-    axes[0][0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
