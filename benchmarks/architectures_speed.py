@@ -3,7 +3,9 @@
 The experiment's own images/s column is the median over its runs' logged intervals, which anything else
 running lowers. This times each network by itself: reslab's training step (``Trainer``, the real loss with
 GoogLeNet's auxiliary heads, crop and flip on the shared CIFAR-10 copy), batch 128, after warm-up steps,
-the median of the repeats, in the precision the experiment's runs used.
+the median of the repeats, in the precision the experiment's runs used, with the allocator setting reslab's
+command line makes at start-up (``reslab.memory.keep_freed_memory``; without it DenseNet-BC's step maps and
+zeroes its gigabytes of activations afresh every step, which the experiment's runs never do).
 
 Usage: python benchmarks/architectures_speed.py [--precision fp32] [--steps 6] [--repeats 2] [--json FILE]
 Run it with nothing else busy: pause any background training first.
@@ -27,6 +29,7 @@ from throughput import SHARED, cpu_model, reslab_throughput  # noqa: E402
 from reslab.data.folder import load_image_folder  # noqa: E402
 from reslab.data.loader import per_channel_stats  # noqa: E402
 from reslab.experiments.architectures import ArchitecturesOptions  # noqa: E402
+from reslab.memory import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:
@@ -39,12 +42,14 @@ def main() -> None:
     p.add_argument("--data", default=str(SHARED), help="image-folder archive (default: the shared CIFAR-10 copy)")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
+    kept = keep_freed_memory()  # as `reslab experiment architectures` does before its runs
     dataset = load_image_folder(args.data)
     mean, std = per_channel_stats(dataset.images)
     flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     results = {"machine": cpu_model(), "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "batch": args.batch,
+               "allocator": "freed memory kept (reslab.memory)" if kept else "glibc's default",
                "command": " ".join(["python"] + sys.argv), "images/s": {}}
     for entry in ArchitecturesOptions().entries():
         runs = [reslab_throughput(entry.model, dataset, mean, std, steps=args.steps, warmup=args.warmup,
