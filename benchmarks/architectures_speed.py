@@ -49,6 +49,7 @@ def main() -> None:
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     results = {"machine": cpu_model(), "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "batch": args.batch,
+               "precision": args.precision,
                "allocator": "freed memory kept (reslab.memory)" if kept else "glibc's default",
                "command": " ".join(["python"] + sys.argv), "images/s": {}}
     for entry in ArchitecturesOptions().entries():

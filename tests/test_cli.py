@@ -143,6 +143,8 @@ def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_fold
     (["experiment", "depth", "--train.epochs=1", "--experiment.bogus=1"], "unknown config key 'experiment.bogus'"),
     (["experiment", "depth", "--train.epochs=1", "--experiment.analysis_draws=0"], "analysis_draws must be a whole"),
     (["experiment", "architectures", "--train.epochs=1", "--experiment.analysis_draws=0"], "at least 1, got 0"),
+    (["experiment", "architectures", "--train.epochs=1", '--experiment.speeds="no/such.json"'],
+     "experiment.speeds: no/such.json: no such file"),
     (["experiment", "degradation", "--train.epochs=1", "--experiment.analysis_batch=-1"], "analysis_batch must be 0"),
     (["analyze", "gradients", "no_such_thing"], "neither a run folder nor a model name"),
     (["analyze", "gradients", "resnet20", "--draws", "0"], "--draws must be at least 1, got 0"),

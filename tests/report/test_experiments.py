@@ -88,11 +88,50 @@ def test_architectures_experiment_reports_each_network(tmp_path, base_cfg, monke
 
     entries = [e for e in architectures.ArchitecturesOptions().entries() if e.name in ("resnet20", "googlenet")]
     monkeypatch.setattr(architectures.ArchitecturesOptions, "entries", lambda self: entries)
-    exp = run_experiment("architectures", base_cfg(tmp_path, 2, "--experiment.analysis_batch=8"), tmp_path / "arch")
+    speeds = tmp_path / "speeds.json"
+    speeds.write_text(json.dumps({"machine": "test CPU", "date": "2026-01-02", "command": "bench --json speeds.json",
+                                  "images/s": {"resnet20": 298.3, "googlenet": 29.64, "plain20": 300.0}}))
+    exp = run_experiment("architectures", base_cfg(tmp_path, 2, "--experiment.analysis_batch=8",
+                                                   f'--experiment.speeds="{speeds}"'), tmp_path / "arch")
     by_name = {r["network"]: r for r in exp["table"]}
     assert by_name["googlenet"]["params"] > 5_000_000 and by_name["resnet20"]["FLOPs (M)"] == pytest.approx(81.1, abs=0.1)
+    assert [r["images/s (idle machine)"] for r in exp["table"]] == [298, 29.6]  # the benchmark's, not the runs'
+    assert "bench --json speeds.json (test CPU, 2026-01-02)" in exp["description"]
     flows = json.loads((tmp_path / "arch" / "analysis" / "gradients.json").read_text())["flows"]
     assert {"googlenet init", "googlenet trained", "resnet20 init", "resnet20 trained"} == set(flows)
+
+
+def test_architectures_images_per_second_come_from_the_runs_or_a_checked_benchmark(tmp_path):
+    from reslab.errors import ConfigError
+    from reslab.experiments.architectures import ArchitecturesOptions, speed_cell
+
+    rows = [{"kind": "train", "step": s, "images_per_sec": v} for s, v in ((10, 280.0), (20, 310.4), (30, 301.0))]
+    rows.append({"kind": "eval", "step": 30, "images_per_sec": 5.0, "val_error": 0.5})  # not a training interval
+    assert speed_cell("resnet20", rows, None) == ("images/s (train)", 301)
+    assert speed_cell("resnet20", [], None) == ("images/s (train)", None)
+    assert speed_cell("densenet", [], {"images/s": {"densenet": 20.14}}) == ("images/s (idle machine)", 20.1)
+
+    def refused(text: str | None, precision: str = "fp32") -> str:
+        path = tmp_path / "speeds.json"
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            ArchitecturesOptions(speeds=str(path)).read_speeds(["resnet20", "googlenet"], precision)
+        path.unlink(missing_ok=True)
+        return str(err.value)
+
+    assert refused(None).endswith("speeds.json: no such file")
+    assert "is not a readable JSON file" in refused("{images/s")
+    assert 'has no "images/s" table' in refused("[1, 2]")
+    assert refused(json.dumps({"images/s": {"resnet20": 300, "googlenet": float("nan")}})).endswith(
+        "has no positive images/s for googlenet")
+    assert refused(json.dumps({"images/s": {"resnet20": True, "googlenet": -1}})).endswith(
+        "has no positive images/s for resnet20, googlenet")
+    record = {"precision": "fp32", "images/s": {"resnet20": 300, "googlenet": 30}}
+    assert refused(json.dumps(record), "bf16").endswith("was measured in fp32; these runs train in bf16")
+    (tmp_path / "ok.json").write_text(json.dumps(record))
+    assert ArchitecturesOptions(speeds=str(tmp_path / "ok.json")).read_speeds(["googlenet"], "auto") == record
+    assert ArchitecturesOptions().read_speeds(["googlenet"], "fp32") is None
 
 
 def test_parallel_runs_match_sequential_ones(tmp_path, base_cfg):
