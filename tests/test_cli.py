@@ -142,6 +142,7 @@ def test_nan_loss_stops_keeps_checkpoint_and_names_the_step(tmp_path, image_fold
     (["experiment", "depth", "--train.epochs=1", "--experiment.depths=[21]"], "no CIFAR network 'resnet21'"),
     (["experiment", "depth", "--train.epochs=1", "--experiment.bogus=1"], "unknown config key 'experiment.bogus'"),
     (["experiment", "depth", "--train.epochs=1", "--experiment.analysis_draws=0"], "analysis_draws must be a whole"),
+    (["experiment", "depth", "--train.epochs=1", '--experiment.beside="no/such"'], "experiment.beside: no such folder"),
     (["experiment", "architectures", "--train.epochs=1", "--experiment.analysis_draws=0"], "at least 1, got 0"),
     (["experiment", "architectures", "--train.epochs=1", '--experiment.speeds="no/such.json"'],
      "experiment.speeds: no/such.json: no such file"),

@@ -36,3 +36,15 @@ def test_the_depth_report_shows_error_against_depth(tmp_path):
     assert (tmp_path / "figures" / "depth.png").is_file()
     (tmp_path / "experiment.json").write_text(json.dumps({**record, "kind": "degradation"}))
     assert 'id="fig-depth"' not in build_report(tmp_path, plotly_js="beside").read_text()
+
+
+def test_another_records_errors_set_beside_are_hollow_points_of_each_family():
+    beside = {"plain20": 17.0, "plain56": 29.9, "resnet20": 14.1}  # depth 32 and resnet56 have none
+    table = [{**r, "val error % beside": beside.get(r["model"])} for r in TABLE]
+    series = {s["name"]: (s["x"], s["y"], s["dash"]) for s in depth_series(table)}
+    assert series["plain validation, beside"] == ([20, 56], [17.0, 29.9], "points")
+    assert series["residual validation, beside"] == ([20], [14.1], "points")
+    fig = depth(table)
+    points = [t for t in fig.data if t.name.endswith("beside")]
+    assert [t.mode for t in points] == ["markers", "markers"] and points[0].marker.symbol == "circle-open"
+    assert len(depth_figure(table).axes[0].collections) == 2  # one scatter per family, beside the 5 lines

@@ -58,7 +58,8 @@ def test_finished_runs_copied_into_another_experiment_are_reused_even_without_ch
     shutil.copytree(tmp / "e" / "runs", tmp_path / "d" / "runs")  # a new place: out_dir differs from the stored one
     shutil.rmtree(tmp_path / "d" / "runs" / "plain20" / "checkpoints")
     summary = (tmp_path / "d" / "runs" / "resnet20" / "summary.json").read_text()  # holds its training time
-    cfg = base_cfg(tmp, 4, "--experiment.depths=[20]", "--experiment.plain=true", "--experiment.analysis_batch=32")
+    cfg = base_cfg(tmp, 4, "--experiment.depths=[20]", "--experiment.plain=true", "--experiment.analysis_batch=32",
+                   f'--experiment.beside="{tmp / "e"}"')  # the same runs, where they were first trained
     lines = []
     exp = run_experiment("depth", replace(cfg, train=replace(cfg.train, record_gradients=True)), tmp_path / "d",
                          Context(log=lines.append))
@@ -66,6 +67,8 @@ def test_finished_runs_copied_into_another_experiment_are_reused_even_without_ch
     assert not (tmp_path / "d" / "runs" / "plain20" / "checkpoints").exists()
     assert "plain20: no checkpoint, left out of the gradient and response analyses" in lines
     assert {r["model"]: r["precision"] for r in exp["table"]} == {"plain20": "fp32", "resnet20": "fp32"}
+    assert [r["difference"] for r in exp["table"]] == [0.0, 0.0] and exp["beside"]["differs"] == []
+    assert exp["verdict"][-1].startswith(f"Beside {tmp / 'e'} (the same settings; code and random draws may differ): ")
     flows = json.loads((tmp_path / "d" / "analysis" / "gradients.json").read_text())["flows"]
     assert set(flows) == {"resnet20 init", "resnet20 trained"}
 

@@ -141,8 +141,9 @@ def trend(rows: list[dict], label: str) -> str:
 
 
 def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, ctx: Context, *, kind: str,
-              title: str, analysis_batch: int, analysis_draws: int = 1) -> dict:
-    """Train plain and residual networks with one recipe, then gradients, responses, table and verdict."""
+              title: str, analysis_batch: int, analysis_draws: int = 1, beside: str = "") -> dict:
+    """Train plain and residual networks with one recipe, then gradients, responses, table and verdict; with
+    ``beside`` (a folder of another record's runs), their errors beside this record's, network by network."""
     runs = train_sweep(base, list(models), folder, progress=ctx.progress, log=ctx.log,
                        jobs=ctx.jobs)
     # a finished run copied in from elsewhere may have come without its checkpoints: in the table, not the analyses
@@ -158,6 +159,12 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
     responses = responses_of_runs(kept, batch=analysis_batch)
     folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
     table = summarise(runs)
+    lines, extra = verdict(table) + [gradient_verdict(flows)], {}
+    if beside:
+        from reslab.experiments.beside import set_beside  # it reads this module's table
+
+        extra["beside"], line = set_beside(table, {r.read_summary()["model"]: r.read_summary() for r in runs}, beside)
+        lines.append(line)
     ordered = sorted(models, key=depth_of)
     plain = [m for m in ordered if not model_info(m).residual]
     res = [m for m in ordered if model_info(m).residual]
@@ -165,7 +172,7 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
     return finish(folder, {
         "title": title, "kind": kind, "runs": list(models), "table": table,
         "panels": [p for p in (("plain networks", plain), ("residual networks", res)) if p[1]],
-        "verdict": verdict(table) + [gradient_verdict(flows)],
+        "verdict": lines, **extra,
         "description": f"{len(models)} networks trained with the same recipe and seed on {base.data.dataset} "
                        f"(validation: {'auto-sized' if val < 0 else f'{val}'} held-out images)."})
 

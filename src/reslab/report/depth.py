@@ -17,7 +17,9 @@ SERIES = (("final val error %", "validation", 2.4, "solid"), ("final train error
 
 def depth_series(table: Sequence[dict]) -> list[dict]:
     """The lines to draw: per family and error kind, the depths and errors in order of depth; then He et al.'s
-    test errors where the table has them. Families with fewer than two depths are left out (no line to read)."""
+    test errors where the table has them. Families with fewer than two depths are left out (no line to read).
+    Another record's validation errors set beside (``reslab experiment depth --experiment.beside``) are points,
+    hollow, at whichever depths it has."""
     series = []
     for i, (prefix, label) in enumerate(FAMILIES):
         rows = sorted((r for r in table if str(r["model"]).startswith(prefix)), key=lambda r: r["depth"])
@@ -28,6 +30,10 @@ def depth_series(table: Sequence[dict]) -> list[dict]:
                 continue  # a run that logged no training step has no final training error
             series.append({"name": f"{label} {kind}", "x": [r["depth"] for r in rows], "y": [r[key] for r in rows],
                            "color": i, "width": width, "dash": dash})
+        beside = [r for r in rows if isinstance(r.get("val error % beside"), (int, float))]
+        if beside and any(x["color"] == i for x in series):
+            series.append({"name": f"{label} validation, beside", "x": [r["depth"] for r in beside],
+                           "y": [r["val error % beside"] for r in beside], "color": i, "width": 0, "dash": "points"})
     paper = sorted((r["depth"], r["paper test error %"]) for r in table
                    if isinstance(r.get("paper test error %"), (int, float)))
     if series and len(paper) >= 2:
@@ -40,6 +46,9 @@ def depth_figure(table: Sequence[dict]):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for s in depth_series(table):
         color = "0.2" if s["color"] is None else COLORS[s["color"]]
+        if s["dash"] == "points":
+            ax.scatter(s["x"], s["y"], s=60, facecolors="none", edgecolors=color, linewidths=1.5, label=s["name"])
+            continue
         ax.plot(s["x"], s["y"], marker="x" if s["color"] is None else "o", lw=s["width"], color=color,
                 linestyle={"solid": "-", "dash": "--", "dot": ":"}[s["dash"]], label=s["name"])
     depths = sorted({r["depth"] for r in table})
@@ -56,6 +65,11 @@ def depth(table: Sequence[dict]) -> go.Figure:
     fig = go.Figure()
     for s in depth_series(table):
         color = "#333333" if s["color"] is None else COLORS[s["color"]]
+        if s["dash"] == "points":
+            fig.add_trace(go.Scatter(x=s["x"], y=s["y"], name=s["name"], mode="markers",
+                                     marker=dict(symbol="circle-open", size=11, color=color, line=dict(width=2)),
+                                     hovertemplate="depth %{x}: %{y:.2f}%<extra>" + s["name"] + "</extra>"))
+            continue
         fig.add_trace(go.Scatter(x=s["x"], y=s["y"], name=s["name"], mode="lines+markers",
                                  marker=dict(symbol="x" if s["color"] is None else "circle", color=color),
                                  line=dict(color=color, width=s["width"], dash=s["dash"]),
