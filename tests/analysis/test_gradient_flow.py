@@ -176,3 +176,22 @@ def test_analysis_batches_start_with_analysis_batch_and_draw_the_others_each_str
     assert not torch.equal(batches[1][0], batches[0][0]) and not torch.equal(batches[2][0], batches[1][0])
     with pytest.raises(ValueError):
         analysis_batches(cfg, draws=0)
+
+
+def test_a_network_with_auxiliary_heads_is_measured_under_the_loss_it_trains_with():
+    from reslab.train.trainer import classification_loss
+
+    torch.manual_seed(0)
+    model = create_model("googlenet", num_classes=4, small_input=True, aux_weight=0.3).train()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(1)  # the same dropout draws in both passes
+    flow = gradient_flow(model, x, y)
+    torch.manual_seed(1)
+    loss, _ = classification_loss(model(x), y)  # the trainer's: main + 0.3 x each auxiliary head
+    assert flow.loss == pytest.approx(loss.item(), rel=1e-6)
+    layers = dict((n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    grads = dict(zip(layers, torch.autograd.grad(loss, [m.weight for m in layers.values()])))
+    heads = [rec for rec in flow.layers if rec.name.startswith("aux")]
+    assert len(heads) >= 4 and all(rec.weight_grad_norm > 0 and rec.output_grad_norm > 0 for rec in heads)
+    for rec in flow.layers:
+        assert rec.weight_grad_norm == pytest.approx(grads[rec.name].norm().item(), rel=1e-4), rec.name

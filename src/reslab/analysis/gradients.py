@@ -63,7 +63,10 @@ def gradient_flow(model: nn.Module, x: Tensor, y: Tensor, *, loss_fn=nn.function
     """Back-propagate ``loss_fn(model(x), y)`` once and record every layer's gradient norms.
 
     The model's mode (train/eval) is left as given; parameters' ``.grad`` are restored afterwards.
-    Projection shortcuts are layers too; they are reported with their names.
+    Projection shortcuts are layers too; they are reported with their names. A network with auxiliary
+    classifiers (GoogLeNet, in training mode) is measured under the loss it trains with: ``loss_fn`` of the main
+    logits plus ``aux_weight`` times that of each auxiliary head. The heads are how it feeds gradient to its
+    middle layers; on the main loss alone their layers would get none.
     """
     order: list[tuple[str, nn.Module, Tensor]] = []
     names = {m: n for n, m in weighted_layers(model)}
@@ -81,6 +84,8 @@ def gradient_flow(model: nn.Module, x: Tensor, y: Tensor, *, loss_fn=nn.function
         out = model(x)
         logits = out.logits if hasattr(out, "aux_logits") else out
         loss = loss_fn(logits, y)
+        for aux in getattr(out, "aux_logits", ()):
+            loss = loss + out.aux_weight * loss_fn(aux, y)
         loss.backward()
         n = x.shape[0]
         flow = GradientFlow(loss=float(loss.detach()))

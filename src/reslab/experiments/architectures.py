@@ -106,7 +106,8 @@ def run_architectures(base: RunConfig, options: ArchitecturesOptions, folder: Ex
     names = [e.name for e in entries]
     best = min(table, key=lambda r: r["final val error %"])
     measured = (f" Images/s as measured on an idle machine, not during the runs: {speeds.get('command', options.speeds)}"
-                f" ({speeds.get('machine', 'machine not recorded')}, {speeds.get('date', 'date not recorded')})."
+                f" ({speeds.get('machine', 'machine not recorded')}, {speeds.get('date', 'date not recorded')}); the "
+                "training time is each run's wall clock, which counts whatever shared the machine with it."
                 if speeds else "")
     return finish(folder, {
         "title": "Architectures against vanishing gradients", "kind": "architectures", "runs": names,
