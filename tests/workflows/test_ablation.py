@@ -245,7 +245,8 @@ def reference_run(root, *, precision="bf16", extra=()):
 
 
 def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_the_paper(tmp_path):
-    from reslab.experiments.gap import gap_split, training_images
+    from reslab.experiments.common import training_images
+    from reslab.experiments.gap import gap_split
 
     # 351 steps of 128 an epoch draw 44,928 of the 45,000 images; the description says what the set holds
     assert training_images({"dataset": "folder (x): 45,000 train / 5,000 val", "steps": 8000, "epochs": 22.792}, 128) == 45_000
@@ -292,6 +293,19 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
     no_bf16 = gap_split([r for r in table if r["arm"] != "bf16"], cost, gain, ref, summary, 45_000, var)
     assert no_bf16["unmeasured"] == [{"cause": "bf16 training (He et al.: fp32)", "arm": "bf16"}]
     assert no_bf16["explained"] == [2.2, 2.6] and "bf16" not in [c["arm"] for c in no_bf16["causes"]]
+    # ... unless another record measured it: its reading is a cause, its variance added at both ends
+    other = {"bf16": {"effect": 0.25, "se": 0.15, "source": "depth (4 networks)"}}
+    read = gap_split([r for r in table if r["arm"] != "bf16"], cost, gain, ref, summary, 45_000, var, other)
+    assert read["unmeasured"] == [] and read["explained"] == [2.45, 2.85]
+    assert read["causes"][0] == {"cause": "bf16 training (He et al.: fp32), from depth (4 networks)", "arm": "",
+                                 "low": 0.25, "high": 0.25, "se": 0.15}
+    no_arm = {"decay-bn": -1, "pixel-mean": -1, "ghost-bn-64": -1, "train-40k": 0.9}  # and no bf16 in the base's
+    ends = ({**no_arm, "jpeg-50": 0.1, "jpeg-30": 0.2, "base": 3 - 0.9 - 0.3},
+            {**no_arm, "jpeg-50": 0.2, "jpeg-30": 0.3, "base": 3 - 0.9 - 0.5})
+    spread = max(sum(c * c * var[arm] for arm, c in end.items()) for end in ends)
+    assert read["se"] == round(math.sqrt(spread + 0.15 ** 2 + sampling ** 2), 2) != no_bf16["se"]
+    # a bf16 arm of this record's own comes first
+    assert gap_split(table, cost, gain, ref, summary, 45_000, var, other) == gap
     # a reference that trained in fp32 with BatchNorm decay and He et al.'s mean has only the rest to explain
     ref, summary = reference_run(tmp_path / "ref2", precision="fp32",
                                  extra=["--optim.decay_norm_and_bias=true", '--data.normalize="pixel"'])
@@ -306,5 +320,32 @@ def test_the_reference_run_is_checked_before_any_training(tmp_path):
     reference_run(tmp_path / "ref", extra=['--model.name="resnet56"'])
     cfg = load_config(None, ["--train.steps=2", "--data.dataset=sample", f"--experiment.reference=\"{tmp_path / 'ref'}\""])
     with pytest.raises(ConfigError, match="trained resnet56; the ablation trains resnet20"):
+        run_experiment("ablation", cfg, tmp_path / "a")
+    assert not (tmp_path / "a" / "runs").exists()
+
+
+def test_the_bf16_lever_read_from_another_record_is_checked_before_any_training(tmp_path):
+    from reslab.experiments.ablation import AblationOptions
+    from reslab.rundir import ExperimentDir
+
+    def record(differs, mean=-0.2, se=0.1):
+        ExperimentDir(tmp_path / "depth").write({"kind": "depth", "beside": {
+            "folder": "results/degradation", "differs": differs, "pairs": {"plain20": 0.1, "resnet20": -0.5},
+            "mean": mean, "se": se, "df": 1}})
+        return AblationOptions(precision_from=str(tmp_path / "depth")).read_precision()
+
+    # fp32 here minus bf16 there is -0.2: bf16 costs +0.2
+    assert record(["train.precision: bf16 there, fp32 here"]) == {"bf16": {
+        "effect": 0.2, "se": 0.1, "source": f"{tmp_path / 'depth'} (2 networks, one run a side)"}}
+    assert record(["train.precision: fp32 there, bf16 here"])["bf16"]["effect"] == -0.2
+    with pytest.raises(ConfigError, match="differ in train.epochs: 3 there, 30 here; train.precision: bf16 there, fp32 "
+                                          "here, not in the precision alone"):
+        record(["train.epochs: 3 there, 30 here", "train.precision: bf16 there, fp32 here"])
+    with pytest.raises(ConfigError, match="differ in nothing, not in the precision alone"):
+        record([])
+    with pytest.raises(ConfigError, match="is no record with runs of two or more networks set beside"):
+        record(["train.precision: bf16 there, fp32 here"], se=None)
+    cfg = load_config(None, ["--train.steps=2", "--data.dataset=sample", f"--experiment.precision_from=\"{tmp_path}\""])
+    with pytest.raises(ConfigError, match="is no record with runs of two or more networks"):
         run_experiment("ablation", cfg, tmp_path / "a")
     assert not (tmp_path / "a" / "runs").exists()

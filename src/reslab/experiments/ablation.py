@@ -20,15 +20,17 @@ split into causes) come from :mod:`reslab.experiments.gap`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from reslab.config import RunConfig, apply_overrides, as_dict, config_from_dict
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
-from reslab.experiments.common import finish, run_figures
+from reslab.experiments.common import finish, run_figures, training_images
 from reslab.experiments.degradation import PAPER_TEST_ERROR
 from reslab.experiments.gap import (JPEG_ARMS, additivity, contrast_se, detectable, dunnett, gap_split, jpeg_cost, mean_sd,
-                                    mean_var, size_gain, t_test, training_images)
+                                    mean_var, size_gain, t_test)
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.sweep import train_configs
 
@@ -55,6 +57,7 @@ class AblationOptions:
     arms: tuple[str, ...] = tuple(ARMS)
     seeds: int = 3
     reference: str = ""  # a finished full-length run of the same recipe whose gap to the paper is split into causes
+    precision_from: str = ""  # a record of bf16 runs set beside fp32 ones (depth --experiment.beside): the bf16 lever
 
     def check(self) -> None:
         for arm in self.arms:
@@ -78,6 +81,25 @@ class AblationOptions:
             raise ConfigError(f"experiment.reference: {self.reference} trained {cfg.model.name}; the ablation trains "
                               f"{base.model.name} (the gap is split for the same CIFAR network, one in He et al. Table 6)")
         return cfg, summary
+
+    def read_precision(self) -> dict[str, dict] | None:
+        """The bf16 lever as another record measured it (its runs paired by network, bf16 against fp32 and nothing
+        else), for the gap split where no bf16 arm ran; checked before any training. None without one."""
+        if not self.precision_from:
+            return None
+        where = f"experiment.precision_from: {self.precision_from}"
+        record = ExperimentDir(self.precision_from).read() if Path(self.precision_from).is_dir() else None
+        beside = record.get("beside") if isinstance(record, dict) else None
+        if not isinstance(beside, dict) or not isinstance(beside.get("se"), (int, float)):
+            raise ConfigError(f"{where} is no record with runs of two or more networks set beside its own "
+                              "(reslab experiment depth --experiment.beside)")
+        found = re.fullmatch(r"train\.precision: (\w+) there, (\w+) here", "; ".join(beside.get("differs", [])))
+        if not found or {found[1], found[2]} != {"bf16", "fp32"}:
+            raise ConfigError(f"{where}: its two sets of runs differ in {'; '.join(beside.get('differs', [])) or 'nothing'}"
+                              ", not in the precision alone (bf16 against fp32)")
+        effect = -beside["mean"] if found[2] == "fp32" else beside["mean"]  # bf16's error minus fp32's
+        return {"bf16": {"effect": effect, "se": beside["se"],
+                         "source": f"{self.precision_from} ({len(beside.get('pairs', {}))} networks, one run a side)"}}
 
 
 def arm_config(base: RunConfig, arm: str, seed: int, root: str) -> RunConfig:
@@ -141,6 +163,7 @@ def verdict(table: list[dict]) -> list[str]:
                   "data size, JPEG quality), several seeds")
 def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDir, ctx: Context) -> dict:
     reference = options.read_reference(base)  # before hours of training, not after
+    elsewhere = options.read_precision()
     # seed-major: a stopped experiment has every arm at the same number of seeds, so far
     configs = [arm_config(base, arm, seed, str(folder.runs_root)) for seed in range(options.seeds) for arm in options.arms]
     runs = train_configs(configs, progress=ctx.progress, log=ctx.log, jobs=ctx.jobs)
@@ -157,7 +180,7 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
             for r in table if r["arm"] in JPEG_ARMS]
     cost, gain, adds = jpeg_cost(errors), size_gain(errors, sizes), additivity(errors)
     variances = {arm: mean_var(e["val"])[1] for arm, e in errors.items()}
-    gap = gap_split(table, cost, gain, *reference, sizes["base"], variances) if reference else None
+    gap = gap_split(table, cost, gain, *reference, sizes["base"], variances, elsewhere) if reference else None
     lines = verdict(table)
     if cost:
         lines.append(f"JPEG: the quality-75 copy costs between {cost['cost low']:+.2f} and {cost['cost high']:+.2f} "
@@ -187,7 +210,7 @@ def run_ablation(base: RunConfig, options: AblationOptions, folder: ExperimentDi
         "title": f"Why {base.model.name} lands off the paper: one lever at a time", "kind": "ablation",
         "runs": [c.name for c in configs], "table": table, "jpeg": sorted(jpeg, key=lambda r: -r["quality"]),
         "jpeg_cost": cost, "size_gain": gain, "additivity": adds, "gap": gap, "verdict": lines,
-        "reference": options.reference or None,
+        "reference": options.reference or None, "precision_from": options.precision_from or None,
         "description": f"{base.model.name} on {base.data.dataset}, {steps} a run, {options.seeds} seeds an arm "
                        f"(train.seed 0..{options.seeds - 1}), one held-out split; errors are final ones, in %."})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from reslab.errors import ConfigError
@@ -17,6 +18,16 @@ def final_train_error(rows: list[dict], tail: float = 0.05) -> float | None:
     last = train[-1]["step"]
     window = [r["train_error"] for r in train if r["step"] >= last * (1 - tail)]
     return sum(window) / len(window)
+
+
+def training_images(summary: dict, batch: int) -> int:
+    """How many images a run trained on: the summary's count (``train_images``); in a summary from before it
+    was written, the count its data description gives ("45,000 train / ..."), else the images an epoch's
+    steps drew (a batch short of the set at most: the last partial batch is dropped)."""
+    if isinstance(summary.get("train_images"), int):
+        return summary["train_images"]
+    found = re.search(r"([\d,]+) train /", summary.get("dataset", ""))
+    return int(found.group(1).replace(",", "")) if found else round(summary["steps"] * batch / summary["epochs"])
 
 
 def pct(x: float | None) -> float | None:

@@ -24,10 +24,10 @@ reference's and the paper's). The effects come from shorter runs; that they carr
 from __future__ import annotations
 
 import math
-import re
 from typing import NamedTuple
 
 from reslab.config import RunConfig
+from reslab.experiments.common import training_images
 from reslab.experiments.degradation import PAPER_TEST_ERROR
 
 JPEG_ARMS = {"base": 75, "jpeg-50": 50, "jpeg-30": 30}  # the shared copy is JPEG quality 75
@@ -101,16 +101,6 @@ def detectable(sd_a: float, n_a: int, sd_b: float, n_b: int, *, power: float = 0
     df = n_a + n_b - 2
     pooled = math.sqrt(((n_a - 1) * sd_a ** 2 + (n_b - 1) * sd_b ** 2) / df)
     return (t_quantile(0.975, df) + t_quantile(power, df)) * pooled * math.sqrt(1 / n_a + 1 / n_b)
-
-
-def training_images(summary: dict, batch: int) -> int:
-    """How many images a run trained on: the summary's count (``train_images``); in a summary from before it
-    was written, the count its data description gives ("45,000 train / ..."), else the images an epoch's
-    steps drew (a batch short of the set at most: the last partial batch is dropped)."""
-    if isinstance(summary.get("train_images"), int):
-        return summary["train_images"]
-    found = re.search(r"([\d,]+) train /", summary.get("dataset", ""))
-    return int(found.group(1).replace(",", "")) if found else round(summary["steps"] * batch / summary["epochs"])
 
 
 def noise_power(quality: int) -> float:
@@ -248,19 +238,24 @@ def gap_causes(ref: RunConfig, summary: dict) -> dict[str, tuple[bool, int, str]
 
 
 def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunConfig, summary: dict,
-              base_images: int, variances: dict[str, float]) -> dict:
+              base_images: int, variances: dict[str, float], elsewhere: dict[str, dict] | None = None) -> dict:
     """The reference run's gap to the paper's test error, split into the causes the arms measured (points of
     error each adds to the reference, with standard errors); the JPEG cost is an interval, so the sums are.
 
     Every cause is linear in the arms' means (``variances``: each arm's variance of the mean), and the causes
     share the base arm, so the sum's standard error adds the coefficients arm by arm before squaring. A lever in
     which the reference differs from the paper but which no arm measured (the bf16 arm, on a CPU that cannot
-    run it) is listed under ``unmeasured``: its share, whatever it is, stays inside the unexplained rest."""
+    run it) takes its reading from ``elsewhere`` (arm: that lever's effect and standard error, measured by another
+    record) or is listed under ``unmeasured``: its share, whatever it is, stays inside the unexplained rest."""
     ref_error, paper = 100 * summary["final"]["val_error"], PAPER_TEST_ERROR[ref.model.name]
     effects = {r["arm"]: (r["effect on val error"], r["effect se"]) for r in table if r["arm"] != "base"}
     rows, unmeasured = [], []
     for arm, (differs, sign, what) in gap_causes(ref, summary).items():
-        if differs and arm not in effects:
+        if differs and arm not in effects and arm in (elsewhere or {}):  # measured by another record
+            x = elsewhere[arm]
+            rows.append({"cause": f"{what}, from {x['source']}", "arm": "", "low": sign * x["effect"],
+                         "high": sign * x["effect"], "se": x["se"], "coef": ({}, {}), "excess": (x["se"] ** 2,) * 2})
+        elif differs and arm not in effects:
             unmeasured.append({"cause": what, "arm": arm})  # the reference differs here, but no arm measured it
         elif differs:
             rows.append({"cause": what, "arm": arm, "low": sign * effects[arm][0], "high": sign * effects[arm][0],
@@ -291,7 +286,7 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
         for r in rows:
             for arm, c in r["coef"][end].items():
                 total[arm] = total.get(arm, 0.0) + c
-        excess = sum(r.get("excess", (0.0, 0.0))[end] for r in rows)  # JPEG lack of fit and the seed row
+        excess = sum(r.get("excess", (0.0, 0.0))[end] for r in rows)  # JPEG's lack of fit, seeds, elsewhere
         spread.append(math.sqrt(sum(c * c * variances[arm] for arm, c in total.items()) + excess + sampling ** 2))
     return {"reference error %": round(ref_error, 2), "paper error %": paper, "gap": round(gap, 2),
             "reference steps": summary["steps"],
