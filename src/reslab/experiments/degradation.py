@@ -163,7 +163,8 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
     if beside:
         from reslab.experiments.beside import set_beside  # it reads this module's table
 
-        extra["beside"], line = set_beside(table, {r.read_summary()["model"]: r.read_summary() for r in runs}, beside)
+        summaries = [r.read_summary() for r in runs]
+        extra["beside"], line = set_beside(table, {s["model"]: s for s in summaries}, beside)
         lines.append(line)
     ordered = sorted(models, key=depth_of)
     plain = [m for m in ordered if not model_info(m).residual]
