@@ -199,3 +199,29 @@ def test_the_effects_figure_marks_the_effects_whose_interval_excludes_zero():
     assert list(trace.error_x.array) == [table[1]["effect ci95"], table[2]["effect ci95"]]
     assert table[1]["effect p"] < 0.05 <= table[2]["effect p"]
     assert trace.marker.color[0] != trace.marker.color[1]
+
+
+def test_architectures_keep_a_run_without_weights_and_its_earlier_gradient_flow(tmp_path, base_cfg, monkeypatch):
+    from reslab.experiments import architectures
+
+    entries = [e for e in architectures.ArchitecturesOptions().entries() if e.name in ("plain20", "resnet20")]
+    monkeypatch.setattr(architectures.ArchitecturesOptions, "entries", lambda self: entries)
+    cfg = lambda batch: base_cfg(tmp_path, 2, f"--experiment.analysis_batch={batch}")
+    first = run_experiment("architectures", cfg(8), tmp_path / "arch")
+    gradients = tmp_path / "arch" / "analysis" / "gradients.json"
+    before = json.loads(gradients.read_text())
+    assert (before["batch"], before["draws"]) == (8, 3)
+    for f in (tmp_path / "arch" / "runs" / "resnet20" / "checkpoints").iterdir():
+        f.unlink()  # as a record keeps it: config, metrics and summary, no weights
+    lines: list[str] = []
+    again = run_experiment("architectures", cfg(8), tmp_path / "arch", ctx=Context(log=lines.append))
+    assert again["table"] == first["table"]
+    after = json.loads(gradients.read_text())
+    assert after["flows"] == before["flows"]  # plain20 measured again, the same; resnet20's kept from before
+    assert any(l.startswith("resnet20: no checkpoint; its gradient flow is the one measured earlier") for l in lines)
+    # on other held-out batches the earlier flow would not compare: left out, and said so; the row stays
+    lines.clear()
+    other = run_experiment("architectures", cfg(4), tmp_path / "arch", ctx=Context(log=lines.append))
+    assert [r["network"] for r in other["table"]] == ["plain20", "resnet20"]
+    assert set(json.loads(gradients.read_text())["flows"]) == {"plain20 init", "plain20 trained"}
+    assert any("resnet20: no checkpoint and no earlier gradient flow" in l for l in lines)
