@@ -154,7 +154,7 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     tmp, _ = experiment
     run = str(tmp / "e" / "runs" / "resnet20")
     assert main(["analyze", "lesion", run, "--images", "64", "--draws", "2"]) == 0
-    assert main(["analyze", "paths", run, "--draws", "2"]) == 0
+    assert main(["analyze", "paths", run, "--images", "8", "--draws", "2"]) == 0  # of the 16 held out
     assert main(["analyze", "landscape", run, "--images", "64", "--resolution", "3"]) == 0
     assert main(["analyze", "gradients", run, "--draws", "2"]) == 0
     assert main(["analyze", "responses", run]) == 0
@@ -165,12 +165,15 @@ def test_analyze_commands_write_results_and_the_report_shows_them(experiment, ca
     assert "deleting one block that keeps its shape" in out and "90% from lengths" in out and "3x3 grid" in out
     lesion = json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "lesion.json").read_text())
     assert len(lesion["single"]) == 9 and sum(b["downsampling"] for b in lesion["single"]) == 2
+    assert json.loads((tmp / "e" / "runs" / "resnet20" / "analysis" / "paths.json").read_text())["images"] == 8
     assert main(["report", run]) == 0
     html = (tmp / "e" / "runs" / "resnet20" / "report.html").read_text()
     for fig in ("lesion", "paths", "landscape", "interpolation", "gradients_weights", "responses"):
         assert f'id="fig-resnet20_{fig}"' in html, fig
     assert main(["analyze", "lesion"]) == 2  # no run folder given
     assert main(["analyze", "landscape", run, "--jobs", "0"]) == 2
+    assert main(["analyze", "paths", run, "--images", "0"]) == 2
+    assert main(["analyze", "lesion", run, "--draws", "-1"]) == 2
     # with the plain twin analysed too, the experiment's report draws them side by side
     plain = str(tmp / "e" / "runs" / "plain20")
     assert main(["analyze", "lesion", plain, "--images", "64", "--draws", "2"]) == 0

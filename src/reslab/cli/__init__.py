@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="images in the analysis batch")
     p.add_argument("--out", help="output folder")
     p.add_argument("--depth", type=int, default=30, help="init-study: hidden layers of the MLP")
-    p.add_argument("--images", type=int, default=2000, help="lesion, landscape: held-out images evaluated")
+    p.add_argument("--images", type=int, default=None,
+                   help="lesion, landscape (default 2000), paths (default 256): held-out images evaluated")
     p.add_argument("--draws", type=int, default=None,
                    help="lesion, paths: random draws per point (default 10); gradients: held-out batches, "
                         "figures the median over them (default 5)")

@@ -132,8 +132,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             and not any(o.startswith(("--train.steps=", "--train.epochs=")) for o in overrides)):
         example = f" such as {spec.recipe}" if spec.recipe else ""
         raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG{example} (or at least --train.epochs=N)")
-    if args.jobs < 1:
-        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
     if not spec.needs_recipe and args.config is None:
         overrides.append("--train.epochs=1")  # a placeholder: this experiment trains nothing
     cfg = load_config(args.config, overrides)
@@ -196,8 +194,6 @@ def demo_jobs(device) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from reslab.workflows import analyze
 
-    if args.jobs < 1:
-        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
     if args.what == "init-study":  # now an experiment; the old command runs it
         args.kind, args.config, args.overrides, args.quiet = "init-study", None, [f"--experiment.depth={args.depth}"], True
         args.out, args.jobs = args.out or "runs/init-study", 1
@@ -205,6 +201,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.target:
         raise ReslabError(f"analyze {args.what} needs a run folder")
     draws = ({"gradients": 5}.get(args.what, 10) if args.draws is None else args.draws)  # each its own default
+    images = {"paths": 256}.get(args.what, 2000) if args.images is None else args.images
+    for flag, value in (("jobs", args.jobs), ("draws", draws), ("images", images)):
+        if value < 1:
+            raise ReslabError(f"--{flag} must be at least 1, got {value}")
     if args.what == "gradients":
         path, result = analyze.analyze_gradients(args.target, batch=args.batch, draws=draws,
                                                  out=Path(args.out) if args.out else None)
@@ -217,18 +217,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         path, result = analyze.analyze_responses(args.target, batch=args.batch)
         print(result["verdict"])
     elif args.what == "lesion":
-        path, result = analyze.analyze_lesion(args.target, images=args.images, draws=draws,
+        path, result = analyze.analyze_lesion(args.target, images=images, draws=draws,
                                               precision=args.precision)
         print(show.lesion(result))
     elif args.what == "paths":
-        path, result = analyze.analyze_paths(args.target, draws=draws)
+        path, result = analyze.analyze_paths(args.target, images=images, draws=draws)
         print(show.paths(result))
     else:
         from reslab.progress import progress
 
         with progress(sys.stderr, total=args.resolution, desc="landscape rows", unit="row") as bar:
             path, result = analyze.analyze_landscape(
-                args.target, resolution=args.resolution, span=args.span, images=args.images,
+                args.target, resolution=args.resolution, span=args.span, images=images,
                 progress=lambda i, n: bar.update(i - bar.done), precision=args.precision, jobs=args.jobs)
         print(f"{result['model']}: {args.resolution}x{args.resolution} grid on {result['images']} images in "
               f"{result['surface']['seconds']:.0f} s")
