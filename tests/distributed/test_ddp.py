@@ -3,6 +3,9 @@ resume across world sizes, restarts after a killed rank, and two "nodes" on loca
 
 Every process here runs with one thread, and the tests spawn their own processes: through
 ``torch.multiprocessing`` (so a test can tamper with the reduction) or through torch's launcher.
+Each new process would compile the optimizer step anew (most of a short run's time); the processes
+here, the single-process runs they are compared with included, take the eager flat path instead
+(TORCH_COMPILE_DISABLE), which computes the same rule; the two-node test keeps the compiled step.
 """
 
 import json
@@ -66,18 +69,33 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], wrong_reduct
         shutdown()
 
 
-def spawn(world: int, overrides: list[str], *, wrong_reduction: bool = False, resume: bool = False) -> None:
-    mp.start_processes(_worker, args=(world, free_port(), overrides, wrong_reduction, resume), nprocs=world,
-                       start_method="spawn")
-
-
-def single(overrides: list[str], *, resume: bool = False):
-    threads = torch.get_num_threads()
+def _alone(rank: int, overrides: list[str], resume: bool) -> None:
     torch.set_num_threads(1)
+    train_run(load_config(None, overrides), resume=resume)
+
+
+def eager(start, *args, nprocs: int) -> None:
+    """Start the processes with the optimizer step uncompiled. They inherit the variable; this process, which
+    may compile later (in other tests), must not import torch's compiler while it is set, and does not: it
+    only waits for them."""
+    before = os.environ.get("TORCH_COMPILE_DISABLE")
+    os.environ["TORCH_COMPILE_DISABLE"] = "1"
     try:
-        return train_run(load_config(None, overrides), resume=resume)
+        mp.start_processes(start, args=args, nprocs=nprocs, start_method="spawn")
     finally:
-        torch.set_num_threads(threads)
+        if before is None:
+            del os.environ["TORCH_COMPILE_DISABLE"]
+        else:
+            os.environ["TORCH_COMPILE_DISABLE"] = before
+
+
+def spawn(world: int, overrides: list[str], *, wrong_reduction: bool = False, resume: bool = False) -> None:
+    eager(_worker, world, free_port(), overrides, wrong_reduction, resume, nprocs=world)
+
+
+def single(overrides: list[str], *, resume: bool = False) -> None:
+    """One process, no process group: in a process of its own, so that it takes the ranks' optimizer path."""
+    eager(_alone, overrides, resume, nprocs=1)
 
 
 def max_relative_difference(a: dict, b: dict) -> float:
@@ -139,7 +157,8 @@ def reslab_train(tmp_path, *extra) -> list[str]:
     return ["-m", "reslab", "train", "--quiet", *recipe(tmp_path, tmp_path / "cache", *extra)]
 
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_COMPILE_DISABLE": "1"}
+COMPILED = {k: v for k, v in ENV.items() if k != "TORCH_COMPILE_DISABLE"}
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -187,7 +206,7 @@ def test_two_nodes_on_localhost(tmp_path):
                                        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=t",
                                        *reslab_train(tmp_path, "--train.steps=6", "--train.eval_every=3",
                                                      "--model.name=lenet5")),
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=COMPILED, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
              for rank in (0, 1)]
     try:
