@@ -297,3 +297,12 @@ def test_many_optimizers_in_one_process_stay_compiled():
         sum((p ** 2).sum() for p in ps).backward()
         opt.step()
         assert opt.fast_path == "compiled", n
+
+
+def test_compile_switched_off_by_the_user_takes_the_flat_path_without_a_warning(monkeypatch, recwarn):
+    monkeypatch.setenv("TORCH_COMPILE_DISABLE", "1")  # read when the optimizer is made; torch's compiler untouched
+    p = torch.randn(20, requires_grad=True)
+    opt = Momentum([p], lr=0.1)
+    (p ** 2).sum().backward()
+    opt.step()
+    assert opt.fast_path == "flat" and not [w for w in recwarn if "torch.compile" in str(w.message)]

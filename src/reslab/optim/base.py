@@ -12,7 +12,8 @@ Three paths run it:
 - ``"compiled"``: the flat path with the rule compiled by ``torch.compile`` into one fused loop; the
   per-step scalars are 0-d tensors of the parameters' dtype, so a changing rate never recompiles and
   the loop runs in the parameters' precision. ``"auto"`` (the default) takes it,
-  and falls back to ``"flat"`` where compilation is unavailable.
+  and falls back to ``"flat"`` where compilation is unavailable, or quietly where the user switched
+  torch.compile off (``TORCH_COMPILE_DISABLE=1``).
 
 A parameter that received no gradient in a step: the reference path skips it (as ``torch.optim`` does);
 the flat paths see a zero gradient, so momentum and weight decay still act on it, as in the Torch7
@@ -21,6 +22,7 @@ optimizers over flattened parameters with which the ResNet and stochastic-depth 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -82,7 +84,8 @@ class FlatOptimizer(torch.optim.Optimizer):
         self._flat: dict[int, FlatGroup] = {}
         self._compiled: Callable | None = None
         # what actually runs: "auto" means the compiled flat path, falling back to the eager one
-        self.fast_path = "compiled" if impl == "auto" else impl
+        off = os.environ.get("TORCH_COMPILE_DISABLE") == "1"  # as torch reads it
+        self.fast_path = ("flat" if off else "compiled") if impl == "auto" else impl
 
     # -- to be provided by each optimizer ------------------------------------------------------------
     @staticmethod
