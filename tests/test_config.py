@@ -45,8 +45,10 @@ def test_bad_values_name_the_key(override, message):
 def test_steps_or_epochs_required():
     with pytest.raises(ConfigError, match="train.steps or train.epochs"):
         load_config(None, [])
-    with pytest.raises(ConfigError, match="only one"):
+    with pytest.raises(ConfigError, match=r"only one of train.steps \(5\) and train.epochs \(2\); to override one, "
+                                          r"set the other to 0 \(e.g. --train.steps=500 --train.epochs=0\)"):
         load_config(None, ["--train.steps=5", "--train.epochs=2"])
+    assert load_config(None, ["--train.steps=5", "--train.epochs=2", "--train.epochs=0"]).train.steps == 5
 
 
 def test_toml_round_trip(tmp_path):

@@ -152,7 +152,8 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.train.steps == 0 and cfg.train.epochs == 0:
         raise ConfigError("set train.steps or train.epochs (both are 0)")
     if cfg.train.steps and cfg.train.epochs:
-        raise ConfigError("set only one of train.steps and train.epochs")
+        raise ConfigError(f"set only one of train.steps ({cfg.train.steps}) and train.epochs ({cfg.train.epochs}); "
+                          "to override one, set the other to 0 (e.g. --train.steps=500 --train.epochs=0)")
     if any(not 0 < b < 1 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas must lie in (0, 1), got {cfg.optim.betas}")
 
