@@ -65,12 +65,36 @@ def test_finished_runs_copied_into_another_experiment_are_reused_even_without_ch
                          Context(log=lines.append))
     assert (tmp_path / "d" / "runs" / "resnet20" / "summary.json").read_text() == summary  # not retrained
     assert not (tmp_path / "d" / "runs" / "plain20" / "checkpoints").exists()
-    assert "plain20: no checkpoint, left out of the gradient and response analyses" in lines
+    for what in ("gradient flow", "layer responses"):  # this folder measured none before
+        assert f"plain20: no checkpoint and no earlier {what} on the same held-out images; left out of it" in lines
     assert {r["model"]: r["precision"] for r in exp["table"]} == {"plain20": "fp32", "resnet20": "fp32"}
     assert [r["difference"] for r in exp["table"]] == [0.0, 0.0] and exp["beside"]["differs"] == []
     assert exp["verdict"][-1].startswith(f"Beside {tmp / 'e'} (the same settings; code and random draws may differ): ")
     flows = json.loads((tmp_path / "d" / "analysis" / "gradients.json").read_text())["flows"]
     assert set(flows) == {"resnet20 init", "resnet20 trained"}
+
+
+def test_a_run_kept_without_weights_keeps_the_analyses_measured_from_them(experiment, base_cfg, tmp_path):
+    """As a record is committed: runs without checkpoints, and the analyses measured while they had them."""
+    tmp, _ = experiment
+    shutil.copytree(tmp / "e", tmp_path / "f")
+    shutil.rmtree(tmp_path / "f" / "runs" / "plain20" / "checkpoints")
+    lines = []
+    run_experiment("degradation", experiment_cfg(base_cfg, tmp), tmp_path / "f", Context(log=lines.append))
+    for kind in ("gradients", "responses"):
+        before, after = (json.loads((root / "analysis" / f"{kind}.json").read_text()) for root in (tmp / "e", tmp_path / "f"))
+        assert after == before, kind  # resnet20's measured again, plain20's kept
+    for what in ("gradient flow", "layer responses"):
+        assert f"plain20: no checkpoint; its {what} is the one measured earlier from its weights" in lines
+    # a tampered earlier result is not taken: the run is left out of that analysis, in one log line
+    flows = tmp_path / "f" / "analysis" / "gradients.json"
+    record = json.loads(flows.read_text())
+    record["flows"]["plain20 trained"]["ratio_first_last_weight"] = "1e9"
+    flows.write_text(json.dumps(record))
+    lines.clear()
+    run_experiment("degradation", experiment_cfg(base_cfg, tmp), tmp_path / "f", Context(log=lines.append))
+    assert set(json.loads(flows.read_text())["flows"]) == {"resnet20 init", "resnet20 trained"}
+    assert "plain20: no checkpoint and no earlier gradient flow on the same held-out images; left out of it" in lines
 
 
 def test_reports_can_share_one_copy_of_plotly_beside_them(experiment, tmp_path):

@@ -17,7 +17,8 @@ from reslab.analysis.gradients import gradient_verdict
 from reslab.config import RunConfig
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_analysis, finish, pct, run_figures
+from reslab.experiments.common import (check_analysis, earlier_result, finish, flow_labels, measured_or_kept,
+                                      pct, run_figures, valid_flow)
 from reslab.models import describe
 from reslab.rundir import ExperimentDir
 from reslab.workflows.analyze import gradients_of_runs
@@ -80,31 +81,6 @@ def speed_cell(name: str, metrics: list[dict], speeds: dict | None) -> tuple[str
     return "images/s (train)", round(statistics.median(logged)) if logged else None
 
 
-def flows_of(runs: list, folder: ExperimentDir, *, batch: int, draws: int, log) -> dict[str, dict]:
-    """Each run's gradient flow at initialisation and trained. A finished run kept without its weights (GoogLeNet's
-    are 40 MB) keeps the flows this folder's earlier analysis measured from them, if measured on the same batches;
-    without those it stays in the table and out of the gradient analysis."""
-    kept = [r for r in runs if r.best_checkpoint.is_file() or r.last_checkpoint.is_file()]
-    measured = gradients_of_runs(kept, batch=batch, draws=draws)
-    earlier = folder.read_analysis("gradients")
-    same = isinstance(earlier, dict) and earlier.get("batch") == batch and earlier.get("draws") == draws
-    flows: dict[str, dict] = {}
-    for run in runs:
-        name = run.read_summary()["model"]
-        labels = [f"{name} init", f"{name} trained"]
-        if run in kept:
-            flows.update({k: measured[k] for k in labels})
-            continue
-        old = [earlier["flows"].get(k) if same and isinstance(earlier.get("flows"), dict) else None for k in labels]
-        if all(isinstance(f, dict) and positive(f.get("ratio_first_last_weight")) for f in old):
-            flows.update(zip(labels, old))
-            log(f"{run.name}: no checkpoint; its gradient flow is the one measured earlier from its weights")
-        else:
-            log(f"{run.name}: no checkpoint and no earlier gradient flow on the same held-out batches; "
-                "left out of the gradient analysis")
-    return flows
-
-
 @register("architectures", ArchitecturesOptions,
           recipe="configs/cifar10_architectures.toml",
           summary="plain, ResNet, DenseNet-BC, GoogLeNet side by side: error, parameters, FLOPs, speed, gradient flow")
@@ -126,7 +102,9 @@ def run_architectures(base: RunConfig, options: ArchitecturesOptions, folder: Ex
                       column: speed,
                       "train time s": f["summary"]["train_time_s"]})
     batch = options.analysis_batch or base.data.batch_size
-    flows = flows_of(runs, folder, batch=batch, draws=options.analysis_draws, log=ctx.log)
+    flows = measured_or_kept(runs, lambda kept: gradients_of_runs(kept, batch=batch, draws=options.analysis_draws),
+                             earlier_result(folder, "gradients", "flows", batch=batch, draws=options.analysis_draws),
+                             flow_labels, valid_flow, what="gradient flow", log=ctx.log)
     folder.write_analysis("gradients", {"flows": flows, "batch": batch, "draws": options.analysis_draws,
                                         "verdict": gradient_verdict(flows)})
     names = [e.name for e in entries]

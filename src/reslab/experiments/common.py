@@ -1,9 +1,11 @@
-"""What the experiments share: reading a finished run's figures, checking names, finishing the record."""
+"""What the experiments share: reading a finished run's figures, checking names, the analyses of runs kept
+without their weights, finishing the record."""
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from reslab.errors import ConfigError
 from reslab.models import list_models
@@ -54,6 +56,53 @@ def check_analysis(batch: int, draws: int) -> None:
         raise ConfigError(f"experiment.analysis_batch must be 0 (the training batch) or more, got {batch!r}")
     if not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"experiment.analysis_draws must be a whole number of at least 1, got {draws!r}")
+
+
+def measured_or_kept(runs: list[RunDir], measure: Callable[[list[RunDir]], dict], earlier: dict | None,
+                     labels: Callable[[str], list[str]], valid: Callable[[Any], bool], *, what: str,
+                     log: Callable[[str], None]) -> dict:
+    """An analysis of finished runs: ``measure`` on those with weights; a run kept without them (a record need not
+    carry megabytes of checkpoints) takes its entries from ``earlier``, the folder's previous result of the same
+    analysis on the same held-out images (None where there is none or the settings differ), if every one of its
+    ``labels`` is there and ``valid``; else it stays in the table and out of this analysis, and the log says so."""
+    kept = [r for r in runs if r.best_checkpoint.is_file() or r.last_checkpoint.is_file()]
+    measured = measure(kept) if kept else {}
+    result: dict = {}
+    for run in runs:
+        names = labels((run.read_summary() or {}).get("model", run.name))
+        if run in kept:
+            result.update({k: measured[k] for k in names})
+            continue
+        old = [(earlier or {}).get(k) for k in names]
+        if all(valid(v) for v in old):
+            result.update(zip(names, old))
+            log(f"{run.name}: no checkpoint; its {what} is the one measured earlier from its weights")
+        else:
+            log(f"{run.name}: no checkpoint and no earlier {what} on the same held-out images; left out of it")
+    return result
+
+
+def flow_labels(model: str) -> list[str]:
+    """A network's two entries in a gradient analysis."""
+    return [f"{model} init", f"{model} trained"]
+
+
+def valid_flow(flow: Any) -> bool:
+    r = flow.get("ratio_first_last_weight") if isinstance(flow, dict) else None
+    return isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0
+
+
+def valid_responses(rows: Any) -> bool:
+    return isinstance(rows, list) and bool(rows) and all(
+        isinstance(r, dict) and isinstance(r.get("std"), (int, float)) and math.isfinite(r["std"]) for r in rows)
+
+
+def earlier_result(folder: ExperimentDir, kind: str, key: str, **settings: Any) -> dict | None:
+    """``key`` of the folder's previous ``kind`` analysis when it was made with these settings (batch, draws)."""
+    found = folder.read_analysis(kind)
+    if not isinstance(found, dict) or any(found.get(k) != v for k, v in settings.items()):
+        return None
+    return found.get(key) if isinstance(found.get(key), dict) else None
 
 
 def finish(folder: ExperimentDir, record: dict) -> dict:

@@ -13,7 +13,8 @@ from reslab.analysis.gradients import gradient_verdict
 from reslab.analysis.responses import responses_verdict
 from reslab.config import RunConfig
 from reslab.experiments import Context, register
-from reslab.experiments.common import check_analysis, check_models, finish, pct, run_figures
+from reslab.experiments.common import (check_analysis, check_models, earlier_result, finish, flow_labels,
+                                      measured_or_kept, pct, run_figures, valid_flow, valid_responses)
 from reslab.models import model_info
 from reslab.rundir import ExperimentDir, RunDir
 from reslab.workflows.analyze import gradients_of_runs, responses_of_runs
@@ -146,18 +147,20 @@ def run_twins(base: RunConfig, models: tuple[str, ...], folder: ExperimentDir, c
     ``beside`` (a folder of another record's runs), their errors beside this record's, network by network."""
     runs = train_sweep(base, list(models), folder, progress=ctx.progress, log=ctx.log,
                        jobs=ctx.jobs)
-    # a finished run copied in from elsewhere may have come without its checkpoints: in the table, not the analyses
-    kept = [r for r in runs if r.best_checkpoint.is_file() or r.last_checkpoint.is_file()]
-    for r in runs:
-        if r not in kept:
-            ctx.log(f"{r.name}: no checkpoint, left out of the gradient and response analyses")
+    # a finished run copied in from elsewhere may have come without its checkpoints: in the table; in the analyses
+    # only as this folder measured it before from its weights
     ctx.log("analysing gradients and layer responses")
-    analysis_batch = analysis_batch or base.data.batch_size
-    flows = gradients_of_runs(kept, batch=analysis_batch, draws=analysis_draws)
-    folder.write_analysis("gradients", {"flows": flows, "batch": analysis_batch, "draws": analysis_draws,
+    batch, draws = analysis_batch or base.data.batch_size, analysis_draws
+    flows = measured_or_kept(runs, lambda kept: gradients_of_runs(kept, batch=batch, draws=draws),
+                             earlier_result(folder, "gradients", "flows", batch=batch, draws=draws),
+                             flow_labels, valid_flow, what="gradient flow", log=ctx.log)
+    folder.write_analysis("gradients", {"flows": flows, "batch": batch, "draws": draws,
                                         "verdict": gradient_verdict(flows)})
-    responses = responses_of_runs(kept, batch=analysis_batch)
-    folder.write_analysis("responses", {"responses": responses, "verdict": responses_verdict(responses)})
+    responses = measured_or_kept(runs, lambda kept: responses_of_runs(kept, batch=batch),
+                                 earlier_result(folder, "responses", "responses", batch=batch),
+                                 lambda model: [model], valid_responses, what="layer responses", log=ctx.log)
+    folder.write_analysis("responses", {"responses": responses, "batch": batch,
+                                        "verdict": responses_verdict(responses)})
     table = summarise(runs)
     lines, extra = verdict(table) + [gradient_verdict(flows)], {}
     if beside:
