@@ -200,3 +200,29 @@ def test_a_corrupt_record_in_a_folder_is_named_in_one_line(tmp_path, capsys):
     (folder / "experiment.json").write_bytes(b"\xff\xfe{}")
     assert main(["report", str(folder)]) == 2
     assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_counts_below_one_are_refused_in_one_line_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "exp"
+    for argv, flag in ((["experiment", "degradation", "--train.epochs=1", "--out", str(out), "--jobs", "0"], "jobs"),
+                       (["train", "--train.steps=1", "--nproc", "0"], "nproc")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"--{flag} must be at least 1, got 0") and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_train_nproc_runs_the_same_command_through_torchs_launcher(monkeypatch):
+    from torch.distributed import run as torchrun
+
+    seen = []
+    monkeypatch.setattr(torchrun, "main", seen.append)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    argv = ["train", "cfg.toml", "--nproc", "2", "--train.steps=5", "--nproc=2", "--quiet"]
+    assert main(argv) == 0
+    assert seen == [["--standalone", "--nproc_per_node=2", "-m", "reslab", "train", "cfg.toml", "--train.steps=5",
+                     "--quiet"]]  # every --nproc taken out: the processes train, they do not launch again
+    import os
+
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # the cores shared between the processes

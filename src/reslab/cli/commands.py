@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,35 +40,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def launch_processes(nproc: int, argv: list[str]) -> int:
-    """``reslab train ... --nproc N``: the same command in N processes, through torch's own launcher
-    (what ``torchrun --standalone --nproc_per_node=N -m reslab ...`` does)."""
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    # Share the cores between the processes (torchrun would set 1 thread each, with a warning).
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    try:
-        torchrun.main(["--standalone", f"--nproc_per_node={nproc}", "-m", "reslab", *argv])
-    except ChildFailedError as e:
-        codes = sorted({f.exitcode for f in e.failures.values()})
-        raise ReslabError(f"{len(e.failures)} of {nproc} processes failed (exit {', '.join(map(str, codes))}); "
-                          f"their messages are above") from None
-    return 0
-
-
-def without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-        elif item == "--nproc":
-            skip = True
-        elif not item.startswith("--nproc="):
-            out.append(item)
-    return out
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from reslab.config import load_config
     from reslab.dist import launched_rank
@@ -80,6 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise ReslabError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1:
+        from reslab.cli.launch import launch_processes, without_nproc
+
         return launch_processes(args.nproc, without_nproc(args.argv))
     overrides = split_overrides(args.overrides)
     if args.name:
@@ -132,6 +104,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             and not any(o.startswith(("--train.steps=", "--train.epochs=")) for o in overrides)):
         example = f" such as {spec.recipe}" if spec.recipe else ""
         raise ReslabError(f"experiment {args.kind} needs a recipe: a CONFIG{example} (or at least --train.epochs=N)")
+    if args.jobs < 1:
+        raise ReslabError(f"--jobs must be at least 1, got {args.jobs}")
     if not spec.needs_recipe and args.config is None:
         overrides.append("--train.epochs=1")  # a placeholder: this experiment trains nothing
     cfg = load_config(args.config, overrides)
