@@ -8,7 +8,6 @@ Szegedy et al.; 0 switches them off).
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from reslab.config import RunConfig
 from reslab.errors import ConfigError
 from reslab.experiments import Context, register
 from reslab.experiments.common import (check_analysis, earlier_result, finish, flow_labels, measured_or_kept,
-                                      pct, run_figures, valid_flow)
+                                      pct, positive, run_figures, valid_flow)
 from reslab.models import describe
 from reslab.rundir import ExperimentDir
 from reslab.workflows.analyze import gradients_of_runs
@@ -65,10 +64,6 @@ class ArchitecturesOptions:
         if missing:
             raise ConfigError(f"{where} has no positive images/s for {', '.join(missing)}")
         return record
-
-
-def positive(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 def speed_cell(name: str, metrics: list[dict], speeds: dict | None) -> tuple[str, float | None]:

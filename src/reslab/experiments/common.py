@@ -87,9 +87,13 @@ def flow_labels(model: str) -> list[str]:
     return [f"{model} init", f"{model} trained"]
 
 
+def positive(v: object) -> bool:
+    """A real, finite number above zero (not a bool, not a string that looks like one)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
 def valid_flow(flow: Any) -> bool:
-    r = flow.get("ratio_first_last_weight") if isinstance(flow, dict) else None
-    return isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0
+    return positive(flow.get("ratio_first_last_weight") if isinstance(flow, dict) else None)
 
 
 def valid_responses(rows: Any) -> bool:
