@@ -218,7 +218,7 @@ def test_architectures_keep_a_run_without_weights_and_its_earlier_gradient_flow(
     assert again["table"] == first["table"]
     after = json.loads(gradients.read_text())
     assert after["flows"] == before["flows"]  # plain20 measured again, the same; resnet20's kept from before
-    assert any(l.startswith("resnet20: no checkpoint; its gradient flow is the one measured earlier") for l in lines)
+    assert any(l.startswith("resnet20: no checkpoint; its gradient flow as measured earlier") for l in lines)
     # on other held-out batches the earlier flow would not compare: left out, and said so; the row stays
     lines.clear()
     other = run_experiment("architectures", cfg(4), tmp_path / "arch", ctx=Context(log=lines.append))

@@ -85,7 +85,7 @@ def test_a_run_kept_without_weights_keeps_the_analyses_measured_from_them(experi
         before, after = (json.loads((root / "analysis" / f"{kind}.json").read_text()) for root in (tmp / "e", tmp_path / "f"))
         assert after == before, kind  # resnet20's measured again, plain20's kept
     for what in ("gradient flow", "layer responses"):
-        assert f"plain20: no checkpoint; its {what} is the one measured earlier from its weights" in lines
+        assert f"plain20: no checkpoint; its {what} as measured earlier from its weights" in lines
     # a tampered earlier result is not taken: the run is left out of that analysis, in one log line
     flows = tmp_path / "f" / "analysis" / "gradients.json"
     record = json.loads(flows.read_text())

@@ -76,7 +76,7 @@ def measured_or_kept(runs: list[RunDir], measure: Callable[[list[RunDir]], dict]
         old = [(earlier or {}).get(k) for k in names]
         if all(valid(v) for v in old):
             result.update(zip(names, old))
-            log(f"{run.name}: no checkpoint; its {what} is the one measured earlier from its weights")
+            log(f"{run.name}: no checkpoint; its {what} as measured earlier from its weights")
         else:
             log(f"{run.name}: no checkpoint and no earlier {what} on the same held-out images; left out of it")
     return result
