@@ -304,6 +304,15 @@ def test_the_gap_is_split_into_the_causes_in_which_the_reference_differs_from_th
             {**no_arm, "jpeg-50": 0.2, "jpeg-30": 0.3, "base": 3 - 0.9 - 0.5})
     spread = max(sum(c * c * var[arm] for arm, c in end.items()) for end in ends)
     assert read["se"] == round(math.sqrt(spread + 0.15 ** 2 + sampling ** 2), 2) != no_bf16["se"]
+    # one run a side: networks that agree by chance do not make the reading more precise than the base's seeds allow
+    seeded = [{**r, "val sd": 0.3} if r["arm"] == "base" else r for r in table if r["arm"] != "bf16"]
+    floor = round(0.3 * math.sqrt(2 / 4), 2)  # 0.21 > 0.15
+    for networks, se in ((4, floor), (None, 0.15), (50, 0.15)):  # unknown count: the reading's own
+        x = {"bf16": {**other["bf16"], "networks": networks}}
+        cause = gap_split(seeded, cost, gain, ref, summary, 45_000, var, x)["causes"][0]
+        assert cause["se"] == se and cause["low"] == 0.25
+    floored = gap_split(seeded, cost, gain, ref, summary, 45_000, var, {"bf16": {**other["bf16"], "networks": 4}})
+    assert floored["se"] == round(math.sqrt(spread + floor ** 2 + 2 * 0.3 ** 2 + sampling ** 2), 2)
     # a bf16 arm of this record's own comes first
     assert gap_split(table, cost, gain, ref, summary, 45_000, var, other) == gap
     # a reference that trained in fp32 with BatchNorm decay and He et al.'s mean has only the rest to explain
@@ -336,7 +345,7 @@ def test_the_bf16_lever_read_from_another_record_is_checked_before_any_training(
 
     # fp32 here minus bf16 there is -0.2: bf16 costs +0.2
     assert record(["train.precision: bf16 there, fp32 here"]) == {"bf16": {
-        "effect": 0.2, "se": 0.1, "source": f"{tmp_path / 'depth'} (2 networks, one run a side)"}}
+        "effect": 0.2, "se": 0.1, "networks": 2, "source": f"{tmp_path / 'depth'} (2 networks, one run a side)"}}
     assert record(["train.precision: fp32 there, bf16 here"])["bf16"]["effect"] == -0.2
     with pytest.raises(ConfigError, match="differ in train.epochs: 3 there, 30 here; train.precision: bf16 there, fp32 "
                                           "here, not in the precision alone"):

@@ -98,8 +98,9 @@ class AblationOptions:
             raise ConfigError(f"{where}: its two sets of runs differ in {'; '.join(beside.get('differs', [])) or 'nothing'}"
                               ", not in the precision alone (bf16 against fp32)")
         effect = -beside["mean"] if found[2] == "fp32" else beside["mean"]  # bf16's error minus fp32's
-        return {"bf16": {"effect": effect, "se": beside["se"],
-                         "source": f"{self.precision_from} ({len(beside.get('pairs', {}))} networks, one run a side)"}}
+        networks = len(beside.get("pairs", {}))
+        return {"bf16": {"effect": effect, "se": beside["se"], "networks": networks,
+                         "source": f"{self.precision_from} ({networks} networks, one run a side)"}}
 
 
 def arm_config(base: RunConfig, arm: str, seed: int, root: str) -> RunConfig:

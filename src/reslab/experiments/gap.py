@@ -246,15 +246,20 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
     share the base arm, so the sum's standard error adds the coefficients arm by arm before squaring. A lever in
     which the reference differs from the paper but which no arm measured (the bf16 arm, on a CPU that cannot
     run it) takes its reading from ``elsewhere`` (arm: that lever's effect and standard error, measured by another
-    record) or is listed under ``unmeasured``: its share, whatever it is, stays inside the unexplained rest."""
+    record) or is listed under ``unmeasured``: its share, whatever it is, stays inside the unexplained rest. Such a
+    reading pairs one run a side over ``networks`` networks, so its standard error is at least what the base arm's
+    seed spread gives those pairs (sd * sqrt(2 / networks)): a few networks that agree by chance do not make it
+    precise."""
     ref_error, paper = 100 * summary["final"]["val_error"], PAPER_TEST_ERROR[ref.model.name]
     effects = {r["arm"]: (r["effect on val error"], r["effect se"]) for r in table if r["arm"] != "base"}
+    sd = next((r.get("val sd") for r in table if r["arm"] == "base"), None)  # one run's spread: the base's seeds
     rows, unmeasured = [], []
     for arm, (differs, sign, what) in gap_causes(ref, summary).items():
         if differs and arm not in effects and arm in (elsewhere or {}):  # measured by another record
             x = elsewhere[arm]
+            se = max(x["se"], round(sd * math.sqrt(2 / x["networks"]), 2) if sd and x.get("networks") else 0.0)
             rows.append({"cause": f"{what}, from {x['source']}", "arm": "", "low": sign * x["effect"],
-                         "high": sign * x["effect"], "se": x["se"], "coef": ({}, {}), "excess": (x["se"] ** 2,) * 2})
+                         "high": sign * x["effect"], "se": se, "coef": ({}, {}), "excess": (se ** 2,) * 2})
         elif differs and arm not in effects:
             unmeasured.append({"cause": what, "arm": arm})  # the reference differs here, but no arm measured it
         elif differs:
@@ -273,7 +278,6 @@ def gap_split(table: list[dict], cost: dict | None, gain: dict | None, ref: RunC
     sampling = 100 * math.sqrt(p * (1 - p) / n + q * (1 - q) / CIFAR10_TEST_IMAGES)
     rows.append({"cause": f"sampling: {n:,} held-out images against the paper's {CIFAR10_TEST_IMAGES:,} test images",
                  "arm": "", "low": 0.0, "high": 0.0, "se": round(sampling, 2), "coef": ({}, {})})
-    sd = next((r.get("val sd") for r in table if r["arm"] == "base"), None)  # one run's spread: the base's seeds
     if sd:  # the reference and the paper are one training run each, and each carries it
         rows.append({"cause": "seeds: the reference and the paper are one training run each (the base arm's spread)",
                      "arm": "base", "low": 0.0, "high": 0.0, "se": round(math.sqrt(2) * sd, 2), "coef": ({}, {}),
