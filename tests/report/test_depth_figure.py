@@ -48,3 +48,27 @@ def test_another_records_errors_set_beside_are_hollow_points_of_each_family():
     points = [t for t in fig.data if t.name.endswith("beside")]
     assert [t.mode for t in points] == ["markers", "markers"] and points[0].marker.symbol == "circle-open"
     assert len(depth_figure(table).axes[0].collections) == 2  # one scatter per family, beside the 5 lines
+
+
+def test_the_points_set_beside_are_named_by_what_differs_there():
+    from reslab.report.depth import beside_label
+
+    assert beside_label(None) == beside_label({}) == "beside"
+    one = {"folder": "results/degradation", "differs": ["train.precision: bf16 there, fp32 here"]}
+    assert beside_label(one) == "bf16 (results/degradation)"
+    two = {**one, "differs": ["train.epochs: 3 there, 30 here", "train.precision: bf16 there, fp32 here"]}
+    assert beside_label(two) == "3, bf16 (results/degradation)"
+    assert beside_label({**one, "differs": []}) == "results/degradation"
+    table = [{**r, "val error % beside": 17.0 if r["model"] == "plain20" else None} for r in TABLE]
+    names = [s["name"] for s in depth_series(table, beside_label(one))]
+    assert "plain validation, bf16 (results/degradation)" in names
+
+
+def test_the_depth_report_says_what_the_hollow_points_are(tmp_path):
+    table = [{**r, "val error % beside": 17.0 if r["model"] == "plain20" else None} for r in TABLE]
+    beside = {"folder": "results/degradation", "differs": ["train.precision: bf16 there, fp32 here"]}
+    record = {"title": "Depth", "kind": "depth", "runs": [], "table": table, "verdict": ["v"], "beside": beside}
+    (tmp_path / "experiment.json").write_text(json.dumps(record))
+    text = build_report(tmp_path, plotly_js="beside").read_text()
+    assert "Hollow points: the same networks&#x27; validation error in results/degradation (train.precision: bf16" in text
+    assert "plain validation, bf16 (results" in text  # the legend of the page's Plotly figure (its JSON escapes /)

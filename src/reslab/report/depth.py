@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import re
+
 import plotly.graph_objects as go
 
 from reslab.report.interactive import COLORS, layout
@@ -15,11 +17,20 @@ FAMILIES = (("plain", "plain"), ("resnet", "residual"))
 SERIES = (("final val error %", "validation", 2.4, "solid"), ("final train error %", "training", 1.0, "dash"))
 
 
-def depth_series(table: Sequence[dict]) -> list[dict]:
+def beside_label(beside: dict | None) -> str:
+    """What the hollow points are, for the legend: the setting values of the other record where they differ from
+    this one's (``train.precision: bf16 there, fp32 here`` gives "bf16") and its folder; "beside" without one."""
+    if not isinstance(beside, dict) or not beside.get("folder"):
+        return "beside"
+    there = [m[1] for d in beside.get("differs", []) if (m := re.fullmatch(r"[\w.]+: (.+?) there, .+ here", d))]
+    return f"{', '.join(there)} ({beside['folder']})" if there else str(beside["folder"])
+
+
+def depth_series(table: Sequence[dict], beside_name: str = "beside") -> list[dict]:
     """The lines to draw: per family and error kind, the depths and errors in order of depth; then He et al.'s
     test errors where the table has them. Families with fewer than two depths are left out (no line to read).
     Another record's validation errors set beside (``reslab experiment depth --experiment.beside``) are points,
-    hollow, at whichever depths it has."""
+    hollow, at whichever depths it has, named ``beside_name``."""
     series = []
     for i, (prefix, label) in enumerate(FAMILIES):
         rows = sorted((r for r in table if str(r["model"]).startswith(prefix)), key=lambda r: r["depth"])
@@ -32,7 +43,7 @@ def depth_series(table: Sequence[dict]) -> list[dict]:
                            "color": i, "width": width, "dash": dash})
         beside = [r for r in rows if isinstance(r.get("val error % beside"), (int, float))]
         if beside and any(x["color"] == i for x in series):
-            series.append({"name": f"{label} validation, beside", "x": [r["depth"] for r in beside],
+            series.append({"name": f"{label} validation, {beside_name}", "x": [r["depth"] for r in beside],
                            "y": [r["val error % beside"] for r in beside], "color": i, "width": 0, "dash": "points"})
     paper = sorted((r["depth"], r["paper test error %"]) for r in table
                    if isinstance(r.get("paper test error %"), (int, float)))
@@ -42,9 +53,9 @@ def depth_series(table: Sequence[dict]) -> list[dict]:
     return series
 
 
-def depth_figure(table: Sequence[dict]):
+def depth_figure(table: Sequence[dict], beside_name: str = "beside"):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for s in depth_series(table):
+    for s in depth_series(table, beside_name):
         color = "0.2" if s["color"] is None else COLORS[s["color"]]
         if s["dash"] == "points":
             ax.scatter(s["x"], s["y"], s=60, facecolors="none", edgecolors=color, linewidths=1.5, label=s["name"])
@@ -61,9 +72,9 @@ def depth_figure(table: Sequence[dict]):
     return fig
 
 
-def depth(table: Sequence[dict]) -> go.Figure:
+def depth(table: Sequence[dict], beside_name: str = "beside") -> go.Figure:
     fig = go.Figure()
-    for s in depth_series(table):
+    for s in depth_series(table, beside_name):
         color = "#333333" if s["color"] is None else COLORS[s["color"]]
         if s["dash"] == "points":
             fig.add_trace(go.Scatter(x=s["x"], y=s["y"], name=s["name"], mode="markers",

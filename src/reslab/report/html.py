@@ -13,7 +13,7 @@ from pathlib import Path
 from reslab.errors import NotFound, ReslabError
 from reslab.report import interactive, plots
 from reslab.report.ablation import ablation_sections
-from reslab.report.depth import depth, depth_figure, depth_series
+from reslab.report.depth import beside_label, depth, depth_figure, depth_series
 from reslab.report.page import Page
 from reslab.rundir import ExperimentDir, Folder, RunDir
 
@@ -149,10 +149,15 @@ def experiment_sections(page: Page, folder: ExperimentDir, exp: dict) -> None:
         ablation_sections(page, exp)
     if exp.get("kind") == "depth" and depth_series(table):
         page.h2("Error against depth")
-        page.figure(depth_figure(table), "depth", "Final error of each network against its depth: validation "
+        name = beside_label(exp.get("beside"))
+        hollow = (f" Hollow points: the same networks' validation error in {exp['beside']['folder']}"
+                  f" ({'; '.join(exp['beside'].get('differs', [])) or 'the same settings'})."
+                  if name != "beside" and any(isinstance(r.get("val error % beside"), (int, float)) for r in table)
+                  else "")
+        page.figure(depth_figure(table, name), "depth", "Final error of each network against its depth: validation "
                     "(bold) and training (dashed, the mean over the last 5% of iterations), with He et al.'s test "
                     "errors for the residual networks (Table 6, dotted). Deeper should be better for the residual "
-                    "networks and worse for the plain ones.", depth(table))
+                    "networks and worse for the plain ones." + hollow, depth(table, name))
     curves = {name: folder.run(name).read_metrics() for name in exp.get("runs", [])}
     if exp.get("panels"):
         page.h2("Training and validation error")
