@@ -158,6 +158,7 @@ def test_gradient_verdict_reads_the_median_and_shows_the_range():
     text = gradient_verdict(flows)
     assert "median over 3 held-out batches" in text
     assert "plain56 trained 0.15 [0.05-0.6]" in text and "at initialisation only (plain56 init" in text
+    assert "plain56 init 600 [500-900]" in text  # written out, not 5e+02-9e+02
     flows["plain56 trained"]["ratio_first_last_weight"] = 0.06
     assert "support the notes' reading" in gradient_verdict(flows)
 

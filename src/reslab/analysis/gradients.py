@@ -185,6 +185,11 @@ def labelled(flow: GradientFlow | dict, model: str, when: str) -> dict:
     return {**(flow.as_dict() if isinstance(flow, GradientFlow) else flow), "model": model, "when": when}
 
 
+def two_digits(x: float) -> str:
+    """Two significant digits, written out where ``.2g`` would switch to an exponent: 104 reads "100", not "1e+02"."""
+    return f"{float(f'{x:.2g}'):g}"
+
+
 def gradient_verdict(flows: dict[str, dict]) -> str:
     """One paragraph: every network's first/last-layer weight-gradient ratio, and which reading of
     degradation they support. Each flow says its ``model`` and ``when`` (at initialisation or trained);
@@ -195,8 +200,8 @@ def gradient_verdict(flows: dict[str, dict]) -> str:
         r = flow["ratio_first_last_weight"]
         healthy = VANISH <= r <= EXPLODE
         spread = flow.get("ratio_draws_weight", ())
-        parts.append(f"{label} {r:.3g}" + (f" [{min(spread):.2g}-{max(spread):.2g}]" if len(spread) > 1 else "")
-                     + ("" if healthy else f" ({classify_ratio(r)})"))
+        span = f" [{two_digits(min(spread))}-{two_digits(max(spread))}]" if len(spread) > 1 else ""
+        parts.append(f"{label} {r:.3g}" + span + ("" if healthy else f" ({classify_ratio(r)})"))
     over = f"median over {draws} held-out batches, [range]; " if draws > 1 else ""
     text = (f"First/last layer gradient ratio ({over}healthy within {VANISH:g}-{EXPLODE:g}): "
             + ", ".join(parts) + ".")
